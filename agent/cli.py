@@ -1,0 +1,446 @@
+"""The ``nyckelfri`` command line: thin commands over the agent's library.
+
+Exit codes: 0 ok, 2 usage error, 3 hardware error (reader), 4 refusal (a tag
+that was read but refused or unreadable), 5 data or configuration error.
+Tracebacks only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from agent.config import AgentConfig, ConfigError, load_config
+from agent.store import ReferenceDataError, Store, StoreError
+from agent.visits import Decision
+from drivers.nfc.base import NfcError
+
+EXIT_HARDWARE = 3
+EXIT_REFUSED = 4
+EXIT_DATA = 5
+
+log = logging.getLogger(__name__)
+
+
+class CliError(click.ClickException):
+    """A failure with advice; ``exit_code`` is the process's exit status."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares it per class
+
+
+@contextmanager
+def errors_to_exit(debug: bool) -> Iterator[None]:
+    """Map the library's error roots to exit codes with their advice."""
+    try:
+        yield
+    except (NfcError, StoreError, ConfigError) as exc:
+        if debug:
+            raise
+        code = EXIT_HARDWARE if isinstance(exc, NfcError) else EXIT_DATA
+        raise CliError(str(exc), code) from exc
+
+
+def _setup_logging(debug: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not debug:
+        # nfcpy logs every swallowed IOError at error level; our reader reports
+        # what matters with advice, so keep nfcpy quiet unless debugging.
+        logging.getLogger("nfc").setLevel(logging.CRITICAL)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Verbose logging and full tracebacks.")
+@click.version_option(package_name="nyckelfri")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """nyckelfri: keyless home care. The field agent's command line.
+
+    Staff register visits by tapping NFC tags while a client's digital lock is
+    pending or cannot be fitted; everything is buffered offline in SQLite.
+    """
+    ctx.obj = {"debug": debug}
+    _setup_logging(debug)
+
+
+def _debug(ctx: click.Context) -> bool:
+    return bool(ctx.find_root().obj and ctx.find_root().obj.get("debug"))
+
+
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Folder of the agent's store (default: $NYCKELFRI_DATA_DIR or "
+         "~/.local/state/nyckelfri).",
+)
+config_option = click.option(
+    "--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="TOML configuration file (default: DATA_DIR/agent.toml when present).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+def _config(ctx: click.Context, config_file: Path | None, **overrides: Any) -> AgentConfig:
+    with errors_to_exit(_debug(ctx)):
+        return load_config(config_file=config_file, overrides=overrides)
+
+
+def _open_store(ctx: click.Context, config: AgentConfig) -> Store:
+    with errors_to_exit(_debug(ctx)):
+        return Store.in_dir(config.data_dir, device_id=config.device_id)
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, sort_keys=True))
+
+
+def decision_line(decision: Decision) -> str:
+    at = datetime.fromisoformat(decision.at).astimezone().strftime("%H:%M:%S")
+    return f"{at} {decision.feedback.upper():<10} {decision.uid} {decision.message}"
+
+
+# --- agent ------------------------------------------------------------------------------
+
+
+@main.group()
+def agent() -> None:
+    """Run the field agent and look after its store."""
+
+
+@agent.command("run")
+@click.option("--reader", "readers", multiple=True, metavar="PATH",
+              help="Reader path, repeatable: usb, usb:VID:PID, tty:AMA0:pn532, "
+                   "serial:/dev/serial0:pn532, udp:HOST:PORT. Default: from config, else usb.")
+@data_dir_option
+@config_option
+@click.option("--device-id", default=None,
+              help="This agent's name at the centre (default: hostname).")
+@click.option("--personal-staff", "personal_staff_ref", default=None, metavar="STAFF_REF",
+              help="The device belongs to this staff member: no badge sign-in needed.")
+@click.option("--no-feedback", is_flag=True, help="No LED/buzzer feedback on the reader.")
+@json_option
+@click.pass_context
+def agent_run(ctx: click.Context, readers: tuple[str, ...], data_dir: Path | None,
+              config_file: Path | None, device_id: str | None, personal_staff_ref: str | None,
+              no_feedback: bool, as_json: bool) -> None:
+    """Register taps until stopped (SIGTERM or Ctrl-C).
+
+    Prints one line per registered, refused or ignored tap once it is durable.
+    """
+    from agent.service import AgentService
+
+    config = _config(ctx, config_file, data_dir=data_dir, readers=readers, device_id=device_id,
+                     personal_staff_ref=personal_staff_ref,
+                     feedback=False if no_feedback else None)
+    paths = config.readers or ("usb",)
+
+    def emit(decision: Decision) -> None:
+        if as_json:
+            _emit_json(decision.as_dict())
+        else:
+            click.echo(decision_line(decision))
+        sys.stdout.flush()
+
+    stop = threading.Event()
+    with errors_to_exit(_debug(ctx)):
+        service = AgentService(config, emit)
+        service.build_readers(paths)
+        try:
+            service.open_readers()
+        except NfcError:
+            service.shutdown()
+            raise
+    _install_stop_handlers(stop)
+    click.echo(f"nyckelfri agent {config.device_id}: store {service.store.path}, readers "
+               f"{', '.join(paths)}; stop with Ctrl-C", err=True)
+    service.run_until(stop)
+    click.echo("agent stopped", err=True)
+
+
+def _install_stop_handlers(stop: threading.Event) -> None:
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+@agent.command("status")
+@data_dir_option
+@config_option
+@json_option
+@click.pass_context
+def agent_status(ctx: click.Context, data_dir: Path | None, config_file: Path | None,
+                 as_json: bool) -> None:
+    """Whether the agent runs, its readers, store, outbox and open visits."""
+    from agent.service import running_agent
+
+    config = _config(ctx, config_file, data_dir=data_dir)
+    with _open_store(ctx, config) as store:
+        sign_in = store.current_sign_in()
+        status: dict[str, Any] = {
+            "device_id": config.device_id,
+            "store": str(store.path),
+            "schema_version": store.schema_version,
+            "running": running_agent(config.data_dir),
+            "outbox": store.outbox_counts(),
+            "reference": store.reference_counts(),
+            "open_visits": [v.__dict__ for v in store.open_visits()],
+            "signed_in": dict(sign_in) if sign_in else None,
+            "recent_taps": store.recent_taps(5),
+        }
+    if as_json:
+        _emit_json(status)
+        return
+    running = status["running"]
+    click.echo(f"agent {config.device_id}: "
+               + (f"running (pid {running['pid']})" if running else "not running"))
+    if running:
+        for path, st in running.get("readers", {}).items():
+            click.echo(f"  reader {path}: {st['state']} {st['detail']}")
+    click.echo(f"store {status['store']} (schema v{status['schema_version']})")
+    ob = status["outbox"]
+    click.echo(f"outbox: {ob['pending']} pending, {ob['sent']} sent")
+    ref = status["reference"]
+    click.echo(f"reference: {ref['clients']} clients, {ref['tags']} tags, {ref['staff']} badges")
+    click.echo(f"signed in: {sign_in['staff_ref'] if sign_in else 'nobody'}")
+    click.echo(f"open visits: {len(status['open_visits'])}")
+    for v in status["open_visits"]:
+        click.echo(f"  {v['client_ref']} by {v['staff_ref']} since {v['arrived_at']}")
+
+
+@agent.command("import-reference")
+@click.argument("file", type=click.File("r"))
+@data_dir_option
+@config_option
+@json_option
+@click.pass_context
+def agent_import_reference(ctx: click.Context, file: Any, data_dir: Path | None,
+                           config_file: Path | None, as_json: bool) -> None:
+    """Load clients, tags and staff badges from a JSON FILE ('-' for stdin).
+
+    \b
+    {"clients": [{"ref": "K-1042", "display_name": "", "lock_status": "pending"}],
+     "tags":    [{"uid": "04A1B2C3D4E5F6", "client_ref": "K-1042"}],
+     "staff":   [{"badge_uid": "0A0B0C0D", "staff_ref": "P-17", "display_name": "Anna"}]}
+
+    lock_status is pending, impossible, installed or none. Until sync exists
+    this is how reference data reaches the agent. A bad file changes nothing.
+    """
+    try:
+        data = json.load(file)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{file.name} is not JSON: {exc}", EXIT_DATA) from exc
+    config = _config(ctx, config_file, data_dir=data_dir)
+    with _open_store(ctx, config) as store:
+        try:
+            counts = store.import_reference(data, datetime.now(UTC).isoformat())
+        except ReferenceDataError as exc:
+            raise CliError(f"{file.name}: {exc}; nothing was imported", EXIT_DATA) from exc
+    if as_json:
+        _emit_json(counts)
+    else:
+        click.echo(f"imported {counts['clients']} clients, {counts['tags']} tags, "
+                   f"{counts['staff']} staff badges")
+
+
+# --- visits -----------------------------------------------------------------------------
+
+
+def _day(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if value == "today":
+        return date.today().isoformat()
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not YYYY-MM-DD or 'today'") from None
+
+
+@main.command("visits")
+@click.option("--day", default=None, help="Only visits that started this day (YYYY-MM-DD, UTC, "
+                                          "or 'today').")
+@click.option("--client", "client_ref", default=None, help="Only this client's visits.")
+@click.option("--staff", "staff_ref", default=None, help="Only this staff member's visits.")
+@data_dir_option
+@config_option
+@json_option
+@click.pass_context
+def visits_cmd(ctx: click.Context, day: str | None, client_ref: str | None,
+               staff_ref: str | None, data_dir: Path | None, config_file: Path | None,
+               as_json: bool) -> None:
+    """Visits registered on this agent."""
+    config = _config(ctx, config_file, data_dir=data_dir)
+    with _open_store(ctx, config) as store:
+        rows = store.visits(day=_day(day), client_ref=client_ref, staff_ref=staff_ref)
+    if as_json:
+        _emit_json([v.__dict__ for v in rows])
+        return
+    if not rows:
+        click.echo("no visits")
+        return
+    click.echo(f"{'client':<12} {'staff':<10} {'arrived':<20} {'departed':<20} status")
+    for v in rows:
+        click.echo(f"{v.client_ref:<12} {v.staff_ref:<10} {v.arrived_at[:19]:<20} "
+                   f"{(v.departed_at or '-')[:19]:<20} {v.status}")
+
+
+# --- tag --------------------------------------------------------------------------------
+
+
+@main.group()
+def tag() -> None:
+    """Work with NFC tags directly."""
+
+
+@tag.command("read")
+@click.option("--reader", "reader_path", default="usb", show_default=True, metavar="PATH",
+              help="Reader path (see 'agent run --help').")
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for a tag.")
+@json_option
+@click.pass_context
+def tag_read(ctx: click.Context, reader_path: str, timeout: float, as_json: bool) -> None:
+    """Wait for one tag and print what the agent would read from it."""
+    from drivers.nfc.reader import open_frontend, read_tag
+
+    with errors_to_exit(_debug(ctx)):
+        clf = open_frontend(reader_path)
+    taps: list[Any] = []
+    deadline = time.monotonic() + timeout
+
+    def on_connect(t: Any) -> bool:
+        taps.append(read_tag(t, reader_path, time.clock_gettime_ns(time.CLOCK_BOOTTIME)))
+        return False
+
+    try:
+        clf.connect(rdwr={"on-connect": on_connect, "beep-on-connect": False},
+                    terminate=lambda: bool(taps) or time.monotonic() > deadline)
+    finally:
+        clf.close()
+    if not taps:
+        raise CliError(f"no tag within {timeout:.0f} s on {reader_path}", EXIT_REFUSED)
+    tap_ = taps[0]
+    info = {
+        "uid": tap_.uid, "product": tap_.product, "type": tap_.tag_type,
+        "signature": tap_.signature,
+        "ndef": [r.__dict__ for r in tap_.ndef],
+        "problem": str(tap_.problem) if tap_.problem else None,
+        "problem_detail": tap_.problem_detail,
+    }
+    if as_json:
+        _emit_json(info)
+    else:
+        click.echo(f"uid {tap_.uid}  {tap_.product} ({tap_.tag_type})")
+        for r in tap_.ndef:
+            click.echo(f"  ndef {r.type}: {r.uri or r.text or r.payload_hex}")
+        if tap_.problem:
+            click.echo(f"  problem: {tap_.problem}: {tap_.problem_detail}")
+    if tap_.problem:
+        sys.exit(EXIT_REFUSED)
+
+
+# --- simulators ----------------------------------------------------------------------------
+
+
+@main.group()
+def sim() -> None:
+    """Simulated hardware that speaks the real protocols (demos, training, tests)."""
+
+
+def _tag_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--uid", default="04A1B2C3D4E5F6", show_default=True,
+                     help="7-byte UID in hex (NXP tags start with 04)."),
+        click.option("--product", type=click.Choice(["NTAG213", "NTAG215", "NTAG216", "TYPE4"]),
+                     default="NTAG215", show_default=True, help="Tag model."),
+        click.option("--uri", default=None, help="NDEF URI record to carry."),
+        click.option("--text", default=None, help="NDEF Text record to carry."),
+        click.option("--garbage-ndef", is_flag=True, help="Fault: NDEF area holds garbage."),
+        click.option("--truncate-reads", is_flag=True, help="Fault: READ answers too short."),
+        click.option("--mute-after", type=int, default=None,
+                     help="Fault: stop answering after N commands (removed mid-read)."),
+        click.option("--seconds", type=float, default=None,
+                     help="Present the tag this long, then remove it and exit (default: until "
+                          "Ctrl-C)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _build_sim_tag(uid: str, product: str, uri: str | None, text: str | None,
+                   garbage_ndef: bool, truncate_reads: bool, mute_after: int | None) -> Any:
+    from drivers.sim.udp_tag import build_tag
+
+    from drivers.sim.tags import TagFaults
+
+    faults = None
+    if garbage_ndef or truncate_reads or mute_after is not None:
+        faults = TagFaults(garbage_ndef=garbage_ndef, truncate_reads=truncate_reads,
+                           mute_after=mute_after)
+    try:
+        return build_tag(uid, product, uri=uri, text=text, faults=faults)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _wait(seconds: float | None) -> None:
+    stop = threading.Event()
+    _install_stop_handlers(stop)
+    stop.wait(seconds)
+
+
+@sim.command("tag")
+@click.option("--port", type=int, default=54321, show_default=True,
+              help="UDP port the agent's udp:HOST:PORT reader polls.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@_tag_options
+def sim_tag(port: int, host: str, uid: str, product: str, uri: str | None, text: str | None,
+            garbage_ndef: bool, truncate_reads: bool, mute_after: int | None,
+            seconds: float | None) -> None:
+    """Present a simulated tag to nfcpy's udp reader (agent run --reader udp:HOST:PORT)."""
+    from drivers.sim.udp_tag import UdpTagServer
+
+    tag_ = _build_sim_tag(uid, product, uri, text, garbage_ndef, truncate_reads, mute_after)
+    with UdpTagServer(port=port, host=host) as server:
+        server.present(tag_)
+        click.echo(f"presenting {product} {uid.upper()} at {server.path}"
+                   + (f" for {seconds:g} s" if seconds else "; stop with Ctrl-C"), err=True)
+        _wait(seconds)
+        server.remove()
+        click.echo(f"tag removed; activated {server.activations} time(s)", err=True)
+
+
+@sim.command("pn532")
+@_tag_options
+def sim_pn532(uid: str, product: str, uri: str | None, text: str | None, garbage_ndef: bool,
+              truncate_reads: bool, mute_after: int | None, seconds: float | None) -> None:
+    """Run a PN532 reader emulator on a pseudo-terminal with a tag in its field.
+
+    Prints the reader path to give the agent: serial:/dev/pts/N:pn532.
+    """
+    from drivers.sim.pn532 import Pn532Emulator
+
+    tag_ = _build_sim_tag(uid, product, uri, text, garbage_ndef, truncate_reads, mute_after)
+    with Pn532Emulator() as emulator:
+        emulator.present(tag_)
+        click.echo(f"serial:{emulator.path}:pn532")
+        sys.stdout.flush()
+        _wait(seconds)
+        emulator.remove()

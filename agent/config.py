@@ -1,0 +1,141 @@
+"""Agent configuration: defaults < TOML file < environment < command line.
+
+The TOML file (``--config FILE``, else ``DATA_DIR/agent.toml`` when present)::
+
+    device_id = "pi-hemtjanst-07"
+    readers = ["usb"]
+    personal_staff_ref = ""        # set on a device that belongs to one person
+    repeat_window_s = 30
+    max_visit_s = 14400
+    sign_in_ttl_s = 43200
+    feedback = true                 # reader LED/buzzer where the reader has one
+
+Environment overrides: ``NYCKELFRI_DEVICE_ID``, ``NYCKELFRI_READER`` (several
+separated by commas), ``NYCKELFRI_DATA_DIR``, ``NYCKELFRI_PERSONAL_STAFF_REF``,
+``NYCKELFRI_REPEAT_WINDOW_S``, ``NYCKELFRI_MAX_VISIT_S``, ``NYCKELFRI_SIGN_IN_TTL_S``,
+``NYCKELFRI_FEEDBACK``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from agent.visits import (
+    DEFAULT_MAX_VISIT_S,
+    DEFAULT_REPEAT_WINDOW_S,
+    DEFAULT_SIGN_IN_TTL_S,
+    Settings,
+)
+
+CONFIG_NAME = "agent.toml"
+ENV_PREFIX = "NYCKELFRI_"
+DEFAULT_DATA_DIR = (
+    Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local/state")) / "nyckelfri"
+)
+
+
+class ConfigError(Exception):
+    """A configuration value that cannot be used; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    data_dir: Path = DEFAULT_DATA_DIR
+    device_id: str = field(default_factory=socket.gethostname)
+    readers: tuple[str, ...] = ()
+    personal_staff_ref: str | None = None
+    repeat_window_s: float = DEFAULT_REPEAT_WINDOW_S
+    max_visit_s: float = DEFAULT_MAX_VISIT_S
+    sign_in_ttl_s: float = DEFAULT_SIGN_IN_TTL_S
+    feedback: bool = True
+
+    def visit_settings(self) -> Settings:
+        return Settings(
+            repeat_window_s=self.repeat_window_s,
+            max_visit_s=self.max_visit_s,
+            sign_in_ttl_s=self.sign_in_ttl_s,
+            personal_staff_ref=self.personal_staff_ref or None,
+        )
+
+
+_FLOATS = ("repeat_window_s", "max_visit_s", "sign_in_ttl_s")
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    try:
+        if name in _FLOATS:
+            number = float(value)
+            if number <= 0:
+                raise ValueError("must be positive")
+            return number
+        if name == "feedback":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("must be true or false")
+        if name == "readers":
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(str(i).strip() for i in items if str(i).strip())
+        if name == "data_dir":
+            return Path(str(value)).expanduser()
+        if name == "personal_staff_ref":
+            return str(value).strip() or None
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {name} = {value!r} is not valid ({exc})") from None
+
+
+def _apply(config: AgentConfig, values: Mapping[str, Any], source: str) -> AgentConfig:
+    known = {f.name for f in fields(AgentConfig)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"{source}: unknown setting(s) {', '.join(sorted(unknown))}; "
+                          f"known: {', '.join(sorted(known))}")
+    return replace(config, **{k: _coerce(k, v, source) for k, v in values.items()})
+
+
+def _env_values(env: Mapping[str, str]) -> dict[str, str]:
+    values = {}
+    for f in fields(AgentConfig):
+        key = ENV_PREFIX + ("READER" if f.name == "readers" else f.name.upper())
+        if key in env:
+            values[f.name] = env[key]
+    return values
+
+
+def load_config(
+    *,
+    config_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> AgentConfig:
+    """Build the configuration. ``overrides`` are command-line values (None = not given)."""
+    env = os.environ if env is None else env
+    given = {k: v for k, v in (overrides or {}).items() if v not in (None, ())}
+    env_values = _env_values(env)
+    config = AgentConfig()
+    # The data dir decides where the default config file is, so settle it first.
+    data_dir = given.get("data_dir") or env_values.get("data_dir")
+    if data_dir is not None:
+        config = _apply(config, {"data_dir": data_dir}, "data_dir")
+    path = config_file or (config.data_dir / CONFIG_NAME)
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file {config_file} does not exist")
+    if path.is_file():
+        try:
+            file_values = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        config = _apply(config, file_values, str(path))
+    config = _apply(config, env_values, "environment")
+    return _apply(config, given, "command line")

@@ -1,0 +1,556 @@
+"""The agent's local store: reference data, visits, the tap log and the outbox.
+
+One SQLite file in WAL mode with ``synchronous=FULL``: a commit that returned has
+reached the disk, so a tap acknowledged to the person at the door survives a
+power cut or ``kill -9``. Every change a tap causes is ONE transaction: the visit
+row, the tap log row and the outbox event commit together or not at all.
+
+The schema is versioned with ``PRAGMA user_version``; :data:`MIGRATIONS` are
+applied in order at open and never drop buffered data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from agent.clock import Stamp
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "agent.db"
+# A reader thread and the sync thread may both want the file; wait this long for
+# the other's transaction rather than failing a tap.
+BUSY_TIMEOUT_S = 10.0
+
+LOCK_STATUSES = ("pending", "impossible", "installed", "none")
+
+
+class StoreError(Exception):
+    """Root of the store's errors; the message says what to do."""
+
+
+class ReferenceDataError(StoreError):
+    """An import file that does not hold valid reference data."""
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+# --- schema -------------------------------------------------------------------------
+
+
+def _v1_core(db: sqlite_utils.Database) -> None:
+    db["clients"].create(  # type: ignore[union-attr]
+        {"ref": str, "display_name": str, "lock_status": str, "updated_at": str}, pk="ref"
+    )
+    db["tags"].create(  # type: ignore[union-attr]
+        {"uid": str, "client_ref": str, "active": int, "updated_at": str},
+        pk="uid",
+        foreign_keys=[("client_ref", "clients", "ref")],
+    )
+    db["staff"].create(  # type: ignore[union-attr]
+        {"badge_uid": str, "staff_ref": str, "display_name": str, "active": int}, pk="badge_uid"
+    )
+    db["visits"].create(  # type: ignore[union-attr]
+        {
+            "id": str,
+            "client_ref": str,
+            "staff_ref": str,
+            "tag_uid": str,
+            "arrived_at": str,
+            "arrived_boottime_ns": int,
+            "arrived_boot_id": str,
+            "departed_at": str,
+            "departed_boottime_ns": int,
+            "status": str,  # open | closed | departure_missing
+            "close_reason": str,
+        },
+        pk="id",
+    )
+    db["visits"].create_index(["staff_ref", "status"])  # type: ignore[union-attr]
+    db["visits"].create_index(["arrived_at"])  # type: ignore[union-attr]
+    db["sign_ins"].create(  # type: ignore[union-attr]
+        {"id": str, "staff_ref": str, "badge_uid": str, "at": str, "boottime_ns": int,
+         "boot_id": str},
+        pk="id",
+    )
+    db["outbox"].create(  # type: ignore[union-attr]
+        {
+            "seq": int,
+            "event_id": str,
+            "kind": str,
+            "payload": str,
+            "created_at": str,
+            "sent_at": str,
+        },
+        pk="seq",
+    )
+    db.execute("CREATE UNIQUE INDEX outbox_event_id ON outbox(event_id)")
+    db.execute("CREATE INDEX outbox_pending ON outbox(sent_at, seq)")
+
+
+def _v2_tap_log(db: sqlite_utils.Database) -> None:
+    # Every tap, including refused and ignored ones, for `nyckelfri agent status`
+    # and for support: "the reader beeped red at 08:12, why?".
+    db["taps"].create(  # type: ignore[union-attr]
+        {
+            "id": str,
+            "uid": str,
+            "reader": str,
+            "product": str,
+            "at": str,
+            "boottime_ns": int,
+            "boot_id": str,
+            "staff_ref": str,
+            "outcome": str,
+            "reason": str,
+            "signature": str,
+        },
+        pk="id",
+    )
+    db["taps"].create_index(["uid", "staff_ref", "at"])  # type: ignore[union-attr]
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1_core, _v2_tap_log)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
+    """Bring the schema to ``target``; each step in its own transaction. Returns the version."""
+    db = sqlite_utils.Database(conn)
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"store schema version {version} is newer than this agent understands "
+            f"({SCHEMA_VERSION}); upgrade nyckelfri instead of downgrading"
+        )
+    for number in range(version, target):
+        step = MIGRATIONS[number]
+        log.info("migrating store schema %d -> %d (%s)", number, number + 1, step.__name__)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            step(db)
+            conn.execute(f"PRAGMA user_version = {number + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return max(version, target)
+
+
+# --- values ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Client:
+    ref: str
+    display_name: str
+    lock_status: str
+
+
+@dataclass(frozen=True)
+class StaffMember:
+    staff_ref: str
+    display_name: str
+    badge_uid: str
+
+
+@dataclass(frozen=True)
+class Visit:
+    id: str
+    client_ref: str
+    staff_ref: str
+    tag_uid: str
+    arrived_at: str
+    arrived_boottime_ns: int
+    arrived_boot_id: str
+    departed_at: str | None
+    departed_boottime_ns: int | None
+    status: str
+    close_reason: str | None
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    seq: int
+    event_id: str
+    kind: str
+    payload: dict[str, Any]
+    created_at: str
+
+
+def event_payload(
+    kind: str, stamp: Stamp, device_id: str, data: dict[str, Any], event_id: str
+) -> dict[str, Any]:
+    """The envelope every event carries: identity, the four time fields, the data."""
+    return {
+        "event_id": event_id,
+        "kind": kind,
+        "device_id": device_id,
+        "at": stamp.wall_iso,
+        "boottime_ns": stamp.boottime_ns,
+        "boot_id": stamp.boot_id,
+        "clock_synced": stamp.clock_synced,
+        "data": data,
+    }
+
+
+# --- the store ---------------------------------------------------------------------------
+
+
+class Store:
+    """The agent's SQLite file. Thread-safe: one connection behind a lock."""
+
+    def __init__(self, path: Path | str, *, device_id: str = "agent") -> None:
+        self.path = Path(path)
+        self.device_id = device_id
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                check_same_thread=False,
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(
+                f"cannot open the agent's store at {self.path}: {exc}; "
+                "check that --data-dir exists and is writable by the agent's user"
+            ) from exc
+        self.conn = conn
+        self.conn.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        try:
+            # WAL: readers (CLI) never block the reader thread's commits.
+            # synchronous=FULL: in WAL mode NORMAL may lose the last commits on power
+            # loss; an acknowledged tap must not be lost, so we pay one fsync per commit.
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute("PRAGMA foreign_keys=OFF")  # reference data may arrive in any order
+            self.schema_version = migrate(self.conn)
+        except sqlite3.DatabaseError as exc:
+            self.conn.close()
+            raise StoreError(
+                f"{self.path} is not a usable agent store ({exc}); move it aside and "
+                "start again: buffered events in it must be recovered by hand"
+            ) from exc
+        self.db = sqlite_utils.Database(self.conn)
+
+    @classmethod
+    def in_dir(cls, data_dir: Path | str, *, device_id: str = "agent") -> Store:
+        return cls(Path(data_dir) / DB_NAME, device_id=device_id)
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One durable transaction; commits on success, rolls back on any error."""
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    # --- outbox ---------------------------------------------------------------------
+
+    def add_event(
+        self, conn: sqlite3.Connection, kind: str, stamp: Stamp, data: dict[str, Any]
+    ) -> str:
+        """Append an event inside the caller's transaction. Returns its id."""
+        event_id = new_id()
+        payload = event_payload(kind, stamp, self.device_id, data, event_id)
+        conn.execute(
+            "INSERT INTO outbox(event_id, kind, payload, created_at) VALUES (?, ?, ?, ?)",
+            (event_id, kind, json.dumps(payload, separators=(",", ":")), stamp.wall_iso),
+        )
+        return event_id
+
+    def pending_events(self, limit: int = 500) -> list[OutboxEvent]:
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT seq, event_id, kind, payload, created_at FROM outbox "
+                "WHERE sent_at IS NULL ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            OutboxEvent(r["seq"], r["event_id"], r["kind"], json.loads(r["payload"]),
+                        r["created_at"])
+            for r in rows
+        ]
+
+    def mark_sent(self, event_ids: Sequence[str], sent_at: str) -> int:
+        """Mark events the centre acknowledged. Unknown ids are ignored."""
+        with self.transaction() as conn:
+            cur = conn.executemany(
+                "UPDATE outbox SET sent_at = ? WHERE event_id = ? AND sent_at IS NULL",
+                [(sent_at, eid) for eid in event_ids],
+            )
+            return cur.rowcount
+
+    def outbox_counts(self) -> dict[str, int]:
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT COUNT(*) AS total, COUNT(sent_at) AS sent FROM outbox"
+            ).fetchone()
+        return {"total": row["total"], "sent": row["sent"], "pending": row["total"] - row["sent"]}
+
+    # --- reference data --------------------------------------------------------------
+
+    def client_for_tag(self, uid: str) -> tuple[Client, bool] | None:
+        """The client a tag belongs to and whether the tag is active, or None."""
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT c.ref, c.display_name, c.lock_status, t.active FROM tags t "
+                "LEFT JOIN clients c ON c.ref = t.client_ref WHERE t.uid = ?",
+                (uid,),
+            ).fetchone()
+        if row is None or row["ref"] is None:
+            return None
+        client = Client(row["ref"], row["display_name"] or "", row["lock_status"] or "pending")
+        return client, bool(row["active"])
+
+    def staff_for_badge(self, uid: str) -> StaffMember | None:
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT staff_ref, display_name, badge_uid FROM staff "
+                "WHERE badge_uid = ? AND active = 1",
+                (uid,),
+            ).fetchone()
+        if row is None:
+            return None
+        return StaffMember(row["staff_ref"], row["display_name"] or "", row["badge_uid"])
+
+    def staff_by_ref(self, staff_ref: str) -> StaffMember | None:
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT staff_ref, display_name, badge_uid FROM staff WHERE staff_ref = ? "
+                "ORDER BY active DESC LIMIT 1",
+                (staff_ref,),
+            ).fetchone()
+        if row is None:
+            return None
+        return StaffMember(row["staff_ref"], row["display_name"] or "", row["badge_uid"])
+
+    def import_reference(self, data: dict[str, Any], updated_at: str) -> dict[str, int]:
+        """Upsert clients, tags and staff badges from a parsed reference file.
+
+        Validates everything before writing anything: a bad file changes nothing.
+        """
+        clients, tags, staff = _validate_reference(data)
+        # Plain SQL, not sqlite-utils' upsert_all: that one commits on its own
+        # (``with conn:``) and would split this import into several transactions.
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO clients(ref, display_name, lock_status, updated_at) "
+                "VALUES (:ref, :display_name, :lock_status, :updated_at) ON CONFLICT(ref) DO "
+                "UPDATE SET display_name = excluded.display_name, "
+                "lock_status = excluded.lock_status, updated_at = excluded.updated_at",
+                [{**c, "updated_at": updated_at} for c in clients],
+            )
+            conn.executemany(
+                "INSERT INTO tags(uid, client_ref, active, updated_at) "
+                "VALUES (:uid, :client_ref, :active, :updated_at) ON CONFLICT(uid) DO "
+                "UPDATE SET client_ref = excluded.client_ref, active = excluded.active, "
+                "updated_at = excluded.updated_at",
+                [{**t, "updated_at": updated_at} for t in tags],
+            )
+            conn.executemany(
+                "INSERT INTO staff(badge_uid, staff_ref, display_name, active) "
+                "VALUES (:badge_uid, :staff_ref, :display_name, :active) ON CONFLICT(badge_uid) "
+                "DO UPDATE SET staff_ref = excluded.staff_ref, "
+                "display_name = excluded.display_name, active = excluded.active",
+                staff,
+            )
+        return {"clients": len(clients), "tags": len(tags), "staff": len(staff)}
+
+    def reference_counts(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                name: self.conn.execute(f"SELECT COUNT(*) FROM {name}").fetchone()[0]  # noqa: S608
+                for name in ("clients", "tags", "staff")
+            }
+
+    # --- visits -------------------------------------------------------------------------
+
+    def open_visits(self, staff_ref: str | None = None) -> list[Visit]:
+        sql = "SELECT * FROM visits WHERE status = 'open'"
+        args: tuple[Any, ...] = ()
+        if staff_ref is not None:
+            sql += " AND staff_ref = ?"
+            args = (staff_ref,)
+        with self._lock:
+            rows = self.conn.execute(sql + " ORDER BY arrived_at", args).fetchall()
+        return [_visit(r) for r in rows]
+
+    def last_registration(self, uid: str, staff_ref: str) -> sqlite3.Row | None:
+        """The newest registered tap of this staff member on this tag (for debouncing)."""
+        with self._lock:
+            return self.conn.execute(
+                "SELECT at, boottime_ns, boot_id FROM taps WHERE uid = ? AND staff_ref = ? "
+                "AND outcome = 'registered' ORDER BY at DESC, rowid DESC LIMIT 1",
+                (uid, staff_ref),
+            ).fetchone()
+
+    def visits(
+        self,
+        *,
+        day: str | None = None,
+        client_ref: str | None = None,
+        staff_ref: str | None = None,
+        limit: int | None = None,
+    ) -> list[Visit]:
+        clauses, args = [], []
+        if day:
+            clauses.append("substr(arrived_at, 1, 10) = ?")
+            args.append(day)
+        if client_ref:
+            clauses.append("client_ref = ?")
+            args.append(client_ref)
+        if staff_ref:
+            clauses.append("staff_ref = ?")
+            args.append(staff_ref)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        sql = f"SELECT * FROM visits{where} ORDER BY arrived_at, id"  # noqa: S608
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        with self._lock:
+            return [_visit(r) for r in self.conn.execute(sql, args).fetchall()]
+
+    def current_sign_in(self) -> sqlite3.Row | None:
+        with self._lock:
+            return self.conn.execute(
+                "SELECT * FROM sign_ins ORDER BY at DESC, rowid DESC LIMIT 1"
+            ).fetchone()
+
+    def recent_taps(self, limit: int = 20) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT * FROM taps ORDER BY at DESC, rowid DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def log_tap(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        uid: str,
+        reader: str,
+        product: str,
+        stamp: Stamp,
+        outcome: str,
+        reason: str,
+        signature: str | None,
+        staff_ref: str | None,
+    ) -> None:
+        conn.execute(
+            "INSERT INTO taps(id, uid, reader, product, at, boottime_ns, boot_id, staff_ref, "
+            "outcome, reason, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (new_id(), uid, reader, product, stamp.wall_iso, stamp.boottime_ns, stamp.boot_id,
+             staff_ref, outcome, reason, signature),
+        )
+
+
+def _visit(row: sqlite3.Row) -> Visit:
+    return Visit(
+        id=row["id"],
+        client_ref=row["client_ref"],
+        staff_ref=row["staff_ref"],
+        tag_uid=row["tag_uid"],
+        arrived_at=row["arrived_at"],
+        arrived_boottime_ns=row["arrived_boottime_ns"],
+        arrived_boot_id=row["arrived_boot_id"],
+        departed_at=row["departed_at"],
+        departed_boottime_ns=row["departed_boottime_ns"],
+        status=row["status"],
+        close_reason=row["close_reason"],
+    )
+
+
+def _hex_uid(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise ReferenceDataError(f"{where}: uid must be a hex string, got {value!r}")
+    uid = value.replace(":", "").replace(" ", "").upper()
+    try:
+        raw = bytes.fromhex(uid)
+    except ValueError:
+        raise ReferenceDataError(f"{where}: uid {value!r} is not hex") from None
+    if len(raw) not in (4, 7, 10):
+        raise ReferenceDataError(
+            f"{where}: uid {value!r} has {len(raw)} bytes; NFC-A UIDs have 4, 7 or 10"
+        )
+    return uid
+
+
+def _require_str(item: dict[str, Any], key: str, where: str) -> str:
+    value = item.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ReferenceDataError(f"{where}: '{key}' is required and must be a non-empty string")
+    return value.strip()
+
+
+def _validate_reference(
+    data: dict[str, Any],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    if not isinstance(data, dict):
+        raise ReferenceDataError("reference data must be an object with clients, tags, staff")
+    unknown = set(data) - {"clients", "tags", "staff"}
+    if unknown:
+        raise ReferenceDataError(
+            f"unknown sections {sorted(unknown)}; expected clients, tags, staff"
+        )
+    clients, tags, staff = [], [], []
+    for i, c in enumerate(data.get("clients", [])):
+        where = f"clients[{i}]"
+        if not isinstance(c, dict):
+            raise ReferenceDataError(f"{where}: must be an object")
+        status = c.get("lock_status", "pending")
+        if status not in LOCK_STATUSES:
+            raise ReferenceDataError(
+                f"{where}: lock_status {status!r} is not one of {', '.join(LOCK_STATUSES)}"
+            )
+        clients.append({
+            "ref": _require_str(c, "ref", where),
+            "display_name": str(c.get("display_name", "")),
+            "lock_status": status,
+        })
+    for i, t in enumerate(data.get("tags", [])):
+        where = f"tags[{i}]"
+        if not isinstance(t, dict):
+            raise ReferenceDataError(f"{where}: must be an object")
+        tags.append({
+            "uid": _hex_uid(t.get("uid"), where),
+            "client_ref": _require_str(t, "client_ref", where),
+            "active": 1 if t.get("active", True) else 0,
+        })
+    for i, s in enumerate(data.get("staff", [])):
+        where = f"staff[{i}]"
+        if not isinstance(s, dict):
+            raise ReferenceDataError(f"{where}: must be an object")
+        staff.append({
+            "badge_uid": _hex_uid(s.get("badge_uid"), where),
+            "staff_ref": _require_str(s, "staff_ref", where),
+            "display_name": str(s.get("display_name", "")),
+            "active": 1 if s.get("active", True) else 0,
+        })
+    return clients, tags, staff

@@ -1,0 +1,502 @@
+"""nfcpy readers opened by path, one worker thread each.
+
+Paths (``nyckelfri agent run --reader PATH``):
+
+==============================  ==============================================
+``usb`` / ``usb:VID:PID``       first supported USB reader / a given model
+``usb:BUS:DEV``                 one USB device by bus and address
+``tty:AMA0:pn532``              PN532 on a serial port nfcpy knows (ttyAMA0,
+                                ttyS0, ttyUSB0, ...)
+``serial:/dev/X:pn532``         PN532 on any serial device path nfcpy's own
+                                regex rejects: ``/dev/serial0`` on a Raspberry
+                                Pi, a pseudo-terminal (``/dev/pts/N``) from
+                                ``nyckelfri sim pn532``
+``udp:HOST:PORT``               nfcpy's RF-over-UDP driver (``nyckelfri sim tag``)
+==============================  ==============================================
+
+Every way opening can fail ends in one :class:`ReaderOpenError` whose message
+names the fix. A reader that disappears while running is reopened when it
+comes back; taps are never lost because nothing is acknowledged before the
+agent's handler has made it durable.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ndef
+import nfc
+import nfc.clf
+import nfc.clf.pn532
+import nfc.clf.transport
+import nfc.tag
+import nfc.tag.tt2
+
+from drivers.nfc.base import (
+    Feedback,
+    NdefRecordInfo,
+    NfcError,
+    ReaderLostError,
+    ReaderOpenError,
+    ReadProblem,
+    ReleaseHandler,
+    Tap,
+    TapHandler,
+)
+
+log = logging.getLogger(__name__)
+
+# Pause between nfcpy's polls for a tag (nfcpy's default): 100 ms keeps a tap
+# feeling instant; the RF field is off in between.
+POLL_INTERVAL_S = 0.1
+# Between attempts to reopen a reader that went away (unplugged, power glitch):
+# fast enough that a re-plugged reader is back before the next visit, slow
+# enough not to spin on a reader that is gone for good.
+REOPEN_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+# Failing sense loops in a row before we treat the reader as gone.
+MAX_CONSECUTIVE_ERRORS = 3
+# udp: a refused datagram means no tag simulator is running; look again this often.
+UDP_IDLE_WAIT_S = 0.2
+
+UDEV_HINT = "see udev/README.md"
+PATH_FORMS = (
+    "usb, usb:VID:PID, usb:BUS:DEV, tty:AMA0:pn532, serial:/dev/serial0:pn532, udp:HOST:PORT"
+)
+
+FrontendFactory = Callable[[str], Any]
+
+
+# --- opening ---------------------------------------------------------------------------
+
+
+def check_path(path: str) -> str:
+    """Reject a path no driver understands, before touching any hardware."""
+    kind = path.split(":", 1)[0]
+    if kind not in ("usb", "tty", "udp", "serial"):
+        raise ReaderOpenError(path, "unknown reader path", f"Use one of: {PATH_FORMS}")
+    if kind == "serial":
+        parts = path.split(":")
+        if len(parts) != 3 or not parts[1].startswith("/") or parts[2] != "pn532":
+            raise ReaderOpenError(
+                path, "malformed serial path", "Write it as serial:/dev/DEVICE:pn532"
+            )
+    if kind == "udp":
+        parts = path.split(":")
+        if len(parts) > 2 and parts[2] and not parts[2].isdigit():
+            raise ReaderOpenError(path, "the UDP port is not a number", "Write udp:HOST:PORT")
+    return kind
+
+
+def open_frontend(path: str) -> nfc.ContactlessFrontend:
+    """Open an nfcpy ContactlessFrontend on ``path`` or raise ReaderOpenError with advice."""
+    kind = check_path(path)
+    if kind == "serial":
+        return _open_serial_pn532(path)
+    clf = nfc.ContactlessFrontend()
+    try:
+        opened = clf.open(path)
+    except FileNotFoundError as exc:
+        # nfcpy's usb transport without the libusb-1.0 system library.
+        raise ReaderOpenError(
+            path, f"the libusb-1.0 system library is missing ({exc})",
+            "Install it: sudo apt-get install libusb-1.0-0",
+        ) from exc
+    except OSError as exc:
+        raise _os_error(path, exc) from exc
+    except Exception as exc:
+        # usb1 raises its own errors (USBErrorOther without /dev/bus/usb, ...).
+        if type(exc).__module__.startswith("usb1"):
+            raise ReaderOpenError(
+                path, f"USB is not accessible ({type(exc).__name__}: {exc})",
+                "Check that /dev/bus/usb exists (in a container: pass the USB bus through)",
+            ) from exc
+        raise
+    if not opened:
+        raise _not_found(path)
+    return clf
+
+
+def _open_serial_pn532(path: str) -> nfc.ContactlessFrontend:
+    device_path = path.split(":")[1]
+    if not os.path.exists(device_path):
+        raise ReaderOpenError(path, f"{device_path} does not exist",
+                              f"Check the wiring and enable_uart=1; {UDEV_HINT}")
+    tty = None
+    try:
+        tty = nfc.clf.transport.TTY(device_path)
+        device = nfc.clf.pn532.init(tty)
+    except OSError as exc:
+        if tty is not None:
+            tty.close()
+        if exc.errno in (errno.ETIMEDOUT, errno.EIO, None):
+            raise ReaderOpenError(
+                path, "no PN532 answered on this port",
+                "Check that the PN532 is in HSU (UART) mode, TX/RX are crossed, and nothing "
+                f"else (a serial console, getty) uses the port; {UDEV_HINT}",
+            ) from exc
+        raise _os_error(path, exc) from exc
+    except Exception as exc:  # serial.SerialException is not an OSError
+        if tty is not None:
+            tty.close()
+        raise ReaderOpenError(path, f"cannot open the serial port ({exc})",
+                              f"Check permissions (dialout group); {UDEV_HINT}") from exc
+    device._path = device_path
+    clf = nfc.ContactlessFrontend()
+    clf.device = device
+    return clf
+
+
+def _os_error(path: str, exc: OSError) -> ReaderOpenError:
+    if exc.errno == errno.EACCES:
+        return ReaderOpenError(
+            path, "permission denied",
+            f"Add the agent's user to the reader's group with the udev rule; {UDEV_HINT}",
+        )
+    if exc.errno == errno.EBUSY:
+        return ReaderOpenError(
+            path, "the reader is held by another driver",
+            "Blacklist the kernel modules pn533_usb, pn533, nfc and port100 (and stop pcscd "
+            f"for an ACR122U), then re-plug the reader; {UDEV_HINT}",
+        )
+    if exc.errno == errno.ENODEV:
+        return ReaderOpenError(path, "no such device", "Check that the reader is plugged in")
+    return ReaderOpenError(path, f"{exc.strerror or exc}", f"See {UDEV_HINT}")
+
+
+def _not_found(path: str) -> ReaderOpenError:
+    if path.startswith("usb"):
+        held = usb_readers_held_by_kernel()
+        if held:
+            names = ", ".join(f"{name} (driver {drv})" for name, drv in held)
+            return ReaderOpenError(
+                path, f"reader found but held by a kernel driver: {names}",
+                "Blacklist pn533_usb, pn533, nfc and port100, then re-plug the reader; "
+                + UDEV_HINT,
+            )
+        denied = usb_readers_denied()
+        if denied:
+            return ReaderOpenError(
+                path, f"permission denied on {', '.join(denied)}",
+                f"Install the udev rule and add the agent's user to its group; {UDEV_HINT}",
+            )
+        return ReaderOpenError(path, "no supported USB reader is plugged in",
+                               "Plug in a reader (e.g. Sony RC-S380, SCL3711, ACR122U)")
+    if path.startswith("tty"):
+        return ReaderOpenError(
+            path, "no reader answered on that serial port",
+            f"Check the port name, that enable_uart=1 and no serial console uses it; {UDEV_HINT}",
+        )
+    return ReaderOpenError(path, "no reader available", f"Check the path; forms: {PATH_FORMS}")
+
+
+SYSFS_USB = Path("/sys/bus/usb/devices")
+
+
+def _sysfs_usb_devices() -> list[tuple[Path, int, int]]:
+    found: list[tuple[Path, int, int]] = []
+    if not SYSFS_USB.is_dir():
+        return found
+    for dev in SYSFS_USB.iterdir():
+        try:
+            vid = int((dev / "idVendor").read_text(), 16)
+            pid = int((dev / "idProduct").read_text(), 16)
+        except (OSError, ValueError):
+            continue
+        found.append((dev, vid, pid))
+    return found
+
+
+def _known_reader(vid: int, pid: int) -> str | None:
+    from drivers.nfc.devices import lookup
+
+    reader = lookup(vid, pid)
+    return None if reader is None else reader.name
+
+
+def usb_readers_held_by_kernel() -> list[tuple[str, str]]:
+    """Supported readers whose interface a kernel driver (pn533_usb, port100) claimed."""
+    held = []
+    for dev, vid, pid in _sysfs_usb_devices():
+        name = _known_reader(vid, pid)
+        if name is None:
+            continue
+        for intf in dev.glob(f"{dev.name}:*"):
+            driver = intf / "driver"
+            if driver.is_symlink():
+                held.append((name, os.path.basename(os.readlink(driver))))
+    return held
+
+
+def usb_readers_denied() -> list[str]:
+    """Supported readers whose /dev/bus/usb node this process cannot open."""
+    denied = []
+    for dev, vid, pid in _sysfs_usb_devices():
+        name = _known_reader(vid, pid)
+        if name is None:
+            continue
+        try:
+            bus = int((dev / "busnum").read_text())
+            num = int((dev / "devnum").read_text())
+        except (OSError, ValueError):
+            continue
+        node = f"/dev/bus/usb/{bus:03d}/{num:03d}"
+        if os.path.exists(node) and not os.access(node, os.R_OK | os.W_OK):
+            denied.append(f"{name} at {node}")
+    return denied
+
+
+# --- reading a tag ---------------------------------------------------------------------
+
+
+def _record_info(record: Any) -> NdefRecordInfo:
+    text = getattr(record, "text", None) if isinstance(record, ndef.TextRecord) else None
+    uri = getattr(record, "iri", None) if isinstance(record, ndef.UriRecord) else None
+    payload = bytes(getattr(record, "data", b""))
+    return NdefRecordInfo(type=record.type, name=record.name, text=text, uri=uri,
+                          payload_hex=payload[:64].hex())
+
+
+def read_tag(tag: Any, reader_path: str, detected_ns: int) -> Tap:
+    """Everything the agent needs from a tag, read while it is in the field.
+
+    Never raises for a bad tag: a problem is reported in ``Tap.problem``.
+    """
+    uid = bytes(tag.identifier).hex().upper()
+    product = str(getattr(tag, "product", "") or tag.type)
+    base: dict[str, Any] = {"reader": reader_path, "uid": uid, "product": product,
+                            "tag_type": str(tag.type), "detected_ns": detected_ns}
+    try:
+        signature = _signature(tag)
+        records, problem, detail = _read_ndef(tag)
+    except (nfc.tag.TagCommandError, nfc.clf.CommunicationError) as exc:
+        records, signature = (), None
+        problem, detail = _classify_read_error(tag, exc)
+    except Exception as exc:  # noqa: BLE001 - a tag must never crash the reader
+        log.warning("unexpected error reading %s on %s: %r", uid, reader_path, exc)
+        records, signature = (), None
+        problem, detail = ReadProblem.TRUNCATED, f"unexpected {type(exc).__name__}: {exc}"
+    return Tap(**base, ndef=records, problem=problem, problem_detail=detail,
+               signature=signature)
+
+
+def _signature(tag: Any) -> str | None:
+    sig = getattr(tag, "signature", None)
+    if not sig:
+        return None
+    sig = bytes(sig)
+    return None if not any(sig) else sig.hex().upper()
+
+
+def _read_ndef(tag: Any) -> tuple[tuple[NdefRecordInfo, ...], ReadProblem | None, str]:
+    ndef_obj = tag.ndef
+    if ndef_obj is None:
+        # nfcpy turns read errors into "no NDEF"; find out which it was.
+        return (), *_probe_without_ndef(tag)
+    octets = bytes(ndef_obj.octets)
+    if not octets:
+        return (), None, ""
+    try:
+        records = tuple(_record_info(r) for r in ndef.message_decoder(octets, errors="strict"))
+    except ndef.DecodeError as exc:
+        return (), ReadProblem.GARBAGE_NDEF, f"NDEF message does not decode: {exc}"
+    return records, None, ""
+
+
+def _probe_without_ndef(tag: Any) -> tuple[ReadProblem | None, str]:
+    if not isinstance(tag, nfc.tag.tt2.Type2Tag):
+        return (None, "") if tag.is_present else (ReadProblem.REMOVED_MID_READ, "tag left")
+    try:
+        header = tag.read(0)  # pages 0-3: UID, lock bytes, capability container
+    except nfc.tag.TagCommandError as exc:
+        return _classify_read_error(tag, exc)
+    if header[12] == 0xE1:
+        # Formatted for NDEF, yet nfcpy could not read the message: a partial read.
+        return ReadProblem.TRUNCATED, "the NDEF area could not be read completely"
+    return None, ""  # a blank tag: identified by UID alone
+
+
+def _classify_read_error(tag: Any, exc: Exception) -> tuple[ReadProblem, str]:
+    try:
+        present = bool(tag.is_present)
+    except Exception:  # noqa: BLE001 - the presence check itself may fail on a gone tag
+        present = False
+    if not present:
+        return ReadProblem.REMOVED_MID_READ, f"the tag left the field while being read ({exc})"
+    return ReadProblem.TRUNCATED, f"the tag answered incompletely ({exc})"
+
+
+# --- the worker ------------------------------------------------------------------------
+
+
+class NfcpyReader:
+    """One nfcpy reader served by one worker thread.
+
+    ``on_tap`` runs in the worker thread and must return only once the tap is
+    durable; its :class:`Feedback` is then given through ``feedback``.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        on_tap: TapHandler,
+        *,
+        on_release: ReleaseHandler | None = None,
+        on_status: Callable[[str, str], None] | None = None,
+        frontend_factory: FrontendFactory = open_frontend,
+        feedback_factory: Callable[[Any], Any] | None = None,
+        boottime_ns: Callable[[], int] | None = None,
+    ) -> None:
+        check_path(path)
+        self.path = path
+        self.on_tap = on_tap
+        self.on_release = on_release
+        self.on_status = on_status or (lambda state, detail: None)
+        self.frontend_factory = frontend_factory
+        self.feedback_factory = feedback_factory
+        self.boottime_ns = boottime_ns or (lambda: time.clock_gettime_ns(time.CLOCK_BOOTTIME))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._clf: Any = None
+        self._feedback: Any = None
+        self.opened = threading.Event()
+        self.taps = 0
+        self.last_error: NfcError | None = None
+
+    # lifecycle
+
+    def open(self) -> None:
+        """Open the reader now (in the caller's thread), raising ReaderOpenError."""
+        self._clf = self.frontend_factory(self.path)
+        self._feedback = self._make_feedback(self._clf)
+        self.opened.set()
+        self.on_status("open", str(getattr(self._clf, "device", "") or self.path))
+        log.info("reader %s open: %s", self.path, self._clf)
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name=f"reader {self.path}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("reader %s did not stop within %.1f s", self.path, timeout)
+        self._close()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # worker
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            if self._clf is None:
+                try:
+                    self.open()
+                    attempt = 0
+                except ReaderOpenError as exc:
+                    self._report_down(exc, attempt)
+                    self._stop.wait(REOPEN_BACKOFF_S[min(attempt, len(REOPEN_BACKOFF_S) - 1)])
+                    attempt += 1
+                    continue
+            try:
+                self._serve()
+            except ReaderLostError as exc:
+                self._report_down(exc, attempt)
+                self._close()
+
+    def _report_down(self, exc: NfcError, attempt: int) -> None:
+        if attempt == 0 or str(exc) != str(self.last_error):
+            log.error("%s", exc)
+            self.on_status("down", str(exc))
+        self.last_error = exc
+        self.opened.clear()
+
+    def _serve(self) -> None:
+        errors = 0
+        options = {
+            "on-connect": self._on_connect,
+            "on-release": self._on_release,
+            "beep-on-connect": False,  # feedback follows validation, not detection
+            "interval": POLL_INTERVAL_S,
+        }
+        while not self._stop.is_set():
+            try:
+                result = self._clf.connect(rdwr=dict(options), terminate=self._stop.is_set)
+            except OSError as exc:
+                raise ReaderLostError(f"reader {self.path} went away ({exc}); reopening") from exc
+            except nfc.clf.CommunicationError as exc:
+                result, detail = False, str(exc)
+            else:
+                detail = "the reader stopped answering"
+            if result is not False or self._stop.is_set():
+                errors = 0
+                continue
+            # nfcpy's connect() swallows IOError (reader unplugged, UDP peer gone) into
+            # False. A few in a row mean the reader is gone: reopen it.
+            errors += 1
+            if self.path.startswith("udp"):
+                # No tag simulator listening: that is an empty field, not a lost reader.
+                if errors == 1:
+                    log.warning("reader %s: nothing listening there yet (no simulated tag)",
+                                self.path)
+                self._stop.wait(UDP_IDLE_WAIT_S)
+                continue
+            if errors >= MAX_CONSECUTIVE_ERRORS:
+                raise ReaderLostError(f"reader {self.path}: {detail}; reopening")
+            self._stop.wait(REOPEN_BACKOFF_S[0])
+
+    def _on_connect(self, tag: Any) -> bool:
+        detected = self.boottime_ns()
+        tap = read_tag(tag, self.path, detected)
+        self.taps += 1
+        try:
+            verdict = self.on_tap(tap)
+        except Exception:
+            # The handler could not make the tap durable: say so loudly, never beep green.
+            log.exception("tap %s on %s could not be registered", tap.uid, self.path)
+            verdict = Feedback.REFUSED
+        self._give(verdict)
+        return True  # keep the tag until it leaves the field, then on-release
+
+    def _on_release(self, tag: Any) -> bool:
+        if self.on_release is not None:
+            try:
+                self.on_release(bytes(tag.identifier).hex().upper())
+            except Exception:
+                log.exception("release handler failed on %s", self.path)
+        return True
+
+    def _give(self, verdict: Feedback) -> None:
+        if self._feedback is None:
+            return
+        try:
+            self._feedback.give(verdict, getattr(self._clf, "device", None))
+        except Exception:
+            log.warning("feedback failed on %s", self.path, exc_info=True)
+
+    def _make_feedback(self, clf: Any) -> Any:
+        if self.feedback_factory is None:
+            return None
+        return self.feedback_factory(getattr(clf, "device", None))
+
+    def _close(self) -> None:
+        clf, self._clf = self._clf, None
+        if clf is not None:
+            try:
+                clf.close()
+            except Exception:
+                log.debug("closing %s failed", self.path, exc_info=True)

@@ -1,0 +1,41 @@
+"""Configuration precedence: defaults < TOML file < environment < command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.config import ConfigError, load_config
+
+
+def test_precedence(tmp_path: Path):
+    (tmp_path / "agent.toml").write_text(
+        'device_id = "from-file"\nreaders = ["usb"]\nrepeat_window_s = 10\nmax_visit_s = 100\n'
+    )
+    env = {"NYCKELFRI_REPEAT_WINDOW_S": "20", "NYCKELFRI_READER": "udp:127.0.0.1:1,tty:AMA0:pn532"}
+    cfg = load_config(overrides={"data_dir": tmp_path, "device_id": None, "max_visit_s": 50},
+                      env=env)
+    assert cfg.device_id == "from-file"  # file, nothing above it
+    assert cfg.repeat_window_s == 20  # env beats file
+    assert cfg.readers == ("udp:127.0.0.1:1", "tty:AMA0:pn532")
+    assert cfg.max_visit_s == 50  # command line beats all
+    assert cfg.visit_settings().max_visit_s == 50
+
+
+def test_data_dir_from_env_locates_the_file(tmp_path: Path):
+    (tmp_path / "agent.toml").write_text('personal_staff_ref = "P-1"\nfeedback = false\n')
+    cfg = load_config(env={"NYCKELFRI_DATA_DIR": str(tmp_path)})
+    assert cfg.data_dir == tmp_path and cfg.personal_staff_ref == "P-1" and cfg.feedback is False
+
+
+def test_broken_toml_names_the_file(tmp_path: Path):
+    cfg = tmp_path / "x.toml"
+    cfg.write_text("device_id = \n")
+    with pytest.raises(ConfigError, match="x.toml"):
+        load_config(config_file=cfg, env={})
+
+
+def test_missing_explicit_file(tmp_path: Path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(config_file=tmp_path / "nope.toml", env={})
