@@ -59,10 +59,11 @@ def _setup_logging(debug: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if not debug:
-        # nfcpy logs every swallowed IOError at error level; our reader reports
-        # what matters with advice, so keep nfcpy quiet unless debugging.
-        logging.getLogger("nfc").setLevel(logging.CRITICAL)
+    import nfc  # noqa: F401 - importing nfc sets its logger to INFO; override after
+
+    # nfcpy logs every swallowed IOError at error level; our reader reports what
+    # matters with advice, so keep nfcpy quiet unless debugging.
+    logging.getLogger("nfc").setLevel(logging.DEBUG if debug else logging.CRITICAL)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -386,17 +387,18 @@ def _tag_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def _build_sim_tag(uid: str, product: str, uri: str | None, text: str | None,
                    garbage_ndef: bool, truncate_reads: bool, mute_after: int | None) -> Any:
-    from drivers.sim.udp_tag import build_tag
-
     from drivers.sim.tags import TagFaults
+    from drivers.sim.udp_tag import build_tag
 
     faults = None
     if garbage_ndef or truncate_reads or mute_after is not None:
         faults = TagFaults(garbage_ndef=garbage_ndef, truncate_reads=truncate_reads,
                            mute_after=mute_after)
     try:
+        if product == "TYPE4":
+            return build_tag(uid, uri=uri, text=text, faults=faults, tag_type=4)
         return build_tag(uid, product, uri=uri, text=text, faults=faults)
-    except ValueError as exc:
+    except ValueError as exc:  # SimError: the message names the fix
         raise click.BadParameter(str(exc)) from None
 
 
@@ -444,3 +446,13 @@ def sim_pn532(uid: str, product: str, uri: str | None, text: str | None, garbage
         sys.stdout.flush()
         _wait(seconds)
         emulator.remove()
+
+
+@main.command("demo")
+@click.pass_context
+def demo(ctx: click.Context) -> None:
+    """Run the agent end to end on simulated tags and a temporary SQLite store."""
+    from agent.demo import run_demo
+
+    with errors_to_exit(_debug(ctx)):
+        run_demo(click.echo)

@@ -254,7 +254,7 @@ class Registrar:
         })
         return Decision(Outcome.DEPARTURE, Feedback.REGISTERED,
                         f"departure from {visit.client_ref} by {visit.staff_ref} after "
-                        f"{duration / 60:.0f} min", tap.uid, stamp.wall_iso,
+                        f"{_duration(duration)}", tap.uid, stamp.wall_iso,
                         client_ref=visit.client_ref, staff_ref=visit.staff_ref,
                         visit_id=visit.id, closed_missing=closed, event_id=event_id)
 
@@ -297,6 +297,12 @@ class Registrar:
         return Decision(Outcome.REFUSED, Feedback.REFUSED, f"refused: {advice}", tap.uid,
                         stamp.wall_iso, client_ref=client_ref, staff_ref=staff_ref,
                         refusal=refusal, event_id=event_id)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min"
 
 
 def _tap_outcome(decision: Decision) -> str:

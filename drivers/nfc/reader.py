@@ -62,6 +62,10 @@ POLL_INTERVAL_S = 0.1
 REOPEN_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 # Failing sense loops in a row before we treat the reader as gone.
 MAX_CONSECUTIVE_ERRORS = 3
+# Home-care tags are NFC-A (NTAG21x, NTAG 424 DNA, Type 4): polling only 106A
+# avoids nfcpy also trying NFC-B and NFC-F on every cycle, each of which costs up
+# to a second on the udp driver and a needless RF burst on real hardware.
+TARGETS = ("106A",)
 # udp: a refused datagram means no tag simulator is running; look again this often.
 UDP_IDLE_WAIT_S = 0.2
 
@@ -323,6 +327,13 @@ def _probe_without_ndef(tag: Any) -> tuple[ReadProblem | None, str]:
 
 
 def _classify_read_error(tag: Any, exc: Exception) -> tuple[ReadProblem, str]:
+    # A tag that answered, but with the wrong amount of data, is still there:
+    # nfcpy's own presence check would fail on it too, so decide by the error.
+    errno_ = getattr(exc, "errno", None)
+    if isinstance(exc, nfc.tag.TagCommandError) and errno_ not in (
+        nfc.tag.TIMEOUT_ERROR, nfc.tag.RECEIVE_ERROR, None,
+    ):
+        return ReadProblem.TRUNCATED, f"the tag answered incompletely ({exc})"
     try:
         present = bool(tag.is_present)
     except Exception:  # noqa: BLE001 - the presence check itself may fail on a gone tag
@@ -432,6 +443,10 @@ class NfcpyReader:
             "on-release": self._on_release,
             "beep-on-connect": False,  # feedback follows validation, not detection
             "interval": POLL_INTERVAL_S,
+            # nfcpy checks `terminate` only between sense rounds of `iterations`
+            # polls each; one poll per round keeps SIGTERM prompt.
+            "iterations": 1,
+            "targets": TARGETS,
         }
         while not self._stop.is_set():
             try:

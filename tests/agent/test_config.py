@@ -32,7 +32,7 @@ def test_data_dir_from_env_locates_the_file(tmp_path: Path):
 def test_broken_toml_names_the_file(tmp_path: Path):
     cfg = tmp_path / "x.toml"
     cfg.write_text("device_id = \n")
-    with pytest.raises(ConfigError, match="x.toml"):
+    with pytest.raises(ConfigError, match=r"x\.toml"):
         load_config(config_file=cfg, env={})
 
 
