@@ -134,11 +134,13 @@ def agent() -> None:
 @click.option("--personal-staff", "personal_staff_ref", default=None, metavar="STAFF_REF",
               help="The device belongs to this staff member: no badge sign-in needed.")
 @click.option("--no-feedback", is_flag=True, help="No LED/buzzer feedback on the reader.")
+@click.option("--require-genuine-tags", is_flag=True, default=None,
+              help="Refuse tags without a valid NXP originality signature (copies).")
 @json_option
 @click.pass_context
 def agent_run(ctx: click.Context, readers: tuple[str, ...], data_dir: Path | None,
               config_file: Path | None, device_id: str | None, personal_staff_ref: str | None,
-              no_feedback: bool, as_json: bool) -> None:
+              no_feedback: bool, require_genuine_tags: bool | None, as_json: bool) -> None:
     """Register taps until stopped (SIGTERM or Ctrl-C).
 
     Prints one line per registered, refused or ignored tap once it is durable.
@@ -147,7 +149,8 @@ def agent_run(ctx: click.Context, readers: tuple[str, ...], data_dir: Path | Non
 
     config = _config(ctx, config_file, data_dir=data_dir, readers=readers, device_id=device_id,
                      personal_staff_ref=personal_staff_ref,
-                     feedback=False if no_feedback else None)
+                     feedback=False if no_feedback else None,
+                     require_genuine_tags=require_genuine_tags or None)
     paths = config.readers or ("usb",)
 
     def emit(decision: Decision) -> None:

@@ -9,11 +9,13 @@ The TOML file (``--config FILE``, else ``DATA_DIR/agent.toml`` when present)::
     max_visit_s = 14400
     sign_in_ttl_s = 43200
     feedback = true                 # reader LED/buzzer where the reader has one
+    require_genuine_tags = false    # refuse tags without a valid NXP originality signature
+    trust_sim_tags = false          # accept simulated tags' signatures (demos, training)
 
 Environment overrides: ``NYCKELFRI_DEVICE_ID``, ``NYCKELFRI_READER`` (several
 separated by commas), ``NYCKELFRI_DATA_DIR``, ``NYCKELFRI_PERSONAL_STAFF_REF``,
 ``NYCKELFRI_REPEAT_WINDOW_S``, ``NYCKELFRI_MAX_VISIT_S``, ``NYCKELFRI_SIGN_IN_TTL_S``,
-``NYCKELFRI_FEEDBACK``.
+``NYCKELFRI_FEEDBACK``, ``NYCKELFRI_REQUIRE_GENUINE_TAGS``, ``NYCKELFRI_TRUST_SIM_TAGS``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from agent.visits import (
     DEFAULT_SIGN_IN_TTL_S,
     Settings,
 )
+from drivers.nfc.authenticity import GENUINE_NXP
+from drivers.sim.tags import SIM_PUBLIC_KEY_HEX
 
 CONFIG_NAME = "agent.toml"
 ENV_PREFIX = "NYCKELFRI_"
@@ -54,17 +58,25 @@ class AgentConfig:
     max_visit_s: float = DEFAULT_MAX_VISIT_S
     sign_in_ttl_s: float = DEFAULT_SIGN_IN_TTL_S
     feedback: bool = True
+    require_genuine_tags: bool = False
+    trust_sim_tags: bool = False  # demos and training only: accept simulator signatures
 
     def visit_settings(self) -> Settings:
+        keys = dict(GENUINE_NXP)
+        if self.trust_sim_tags:
+            keys["sim"] = SIM_PUBLIC_KEY_HEX
         return Settings(
             repeat_window_s=self.repeat_window_s,
             max_visit_s=self.max_visit_s,
             sign_in_ttl_s=self.sign_in_ttl_s,
             personal_staff_ref=self.personal_staff_ref or None,
+            trusted_tag_keys=tuple(keys.items()),
+            require_genuine_tags=self.require_genuine_tags,
         )
 
 
 _FLOATS = ("repeat_window_s", "max_visit_s", "sign_in_ttl_s")
+_BOOLS = ("feedback", "require_genuine_tags", "trust_sim_tags")
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
@@ -74,7 +86,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             if number <= 0:
                 raise ValueError("must be positive")
             return number
-        if name == "feedback":
+        if name in _BOOLS:
             if isinstance(value, bool):
                 return value
             text = str(value).strip().lower()

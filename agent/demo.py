@@ -18,7 +18,7 @@ from pathlib import Path
 from agent.config import AgentConfig
 from agent.service import AgentService
 from agent.visits import Decision
-from drivers.sim.tags import SimTag
+from drivers.sim.tags import Ntag21x, SimTag
 from drivers.sim.udp_tag import UdpTagServer, build_tag
 
 # The demo taps faster than a person would, so it shortens the repeat window.
@@ -41,6 +41,8 @@ REFERENCE = {
     "staff": [{"badge_uid": "040A0B0C0D0E0F", "staff_ref": "P-17", "display_name": "Anna"}],
 }
 
+FORGED = "forged"  # marks a cloned tag in the script below
+
 SCRIPT = (
     ("Anna taps her staff badge", "040A0B0C0D0E0F", None),
     ("Anna taps the tag at K-1042's door: arrival", "04A1B2C3D4E5F6",
@@ -48,6 +50,7 @@ SCRIPT = (
     ("She taps again by mistake: ignored", "04A1B2C3D4E5F6", "https://nyckelfri.example/t/K-1042"),
     ("An unknown tag", "04DEADBEEF0001", None),
     ("K-2001's tag, whose lock is installed", "04B2C3D4E5F607", None),
+    ("A copy of K-1042's tag (same UID, no valid signature)", "04A1B2C3D4E5F6", FORGED),
     ("Anna leaves K-1042: departure", "04A1B2C3D4E5F6", "https://nyckelfri.example/t/K-1042"),
 )
 
@@ -71,7 +74,7 @@ def run_demo(out: Callable[[str], None], data_dir: Path | None = None) -> list[D
         with UdpTagServer() as field:
             config = replace(AgentConfig(), data_dir=folder, device_id="demo-agent",
                              readers=(field.path,), repeat_window_s=DEMO_REPEAT_WINDOW_S,
-                             feedback=False)
+                             feedback=False, trust_sim_tags=True, require_genuine_tags=True)
             service = AgentService(config, emit)
             service.store.import_reference(REFERENCE, datetime.now(UTC).isoformat())
             out(f"store: {service.store.path}\nreader: {field.path} (nfcpy udp driver)\n")
@@ -85,7 +88,8 @@ def run_demo(out: Callable[[str], None], data_dir: Path | None = None) -> list[D
                     if i == len(SCRIPT) - 1:
                         time.sleep(DEMO_REPEAT_WINDOW_S)  # a visit lasts longer than the window
                     out(f"- {what}")
-                    tag: SimTag = build_tag(uid, "NTAG215", uri=uri)
+                    tag: SimTag = (Ntag21x(bytes.fromhex(uid), "NTAG215", signature=bytes(32))
+                                   if uri == FORGED else build_tag(uid, "NTAG215", uri=uri))
                     field.present(tag, TAP_HOLD_S)
                     with arrived:
                         if not arrived.wait_for(_more_than(decisions, i), TAP_WAIT_S):

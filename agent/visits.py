@@ -27,6 +27,7 @@ from typing import Any
 
 from agent.clock import Clock, Stamp
 from agent.store import Store, Visit, new_id
+from drivers.nfc.authenticity import GENUINE_NXP, signer
 from drivers.nfc.base import Feedback, Tap
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class Refusal(enum.StrEnum):
     LOCK_INSTALLED = "lock_installed"
     NO_STAFF = "no_staff_signed_in"
     NOT_DEVICE_OWNER = "not_device_owner"
+    NOT_GENUINE = "not_genuine"
 
 
 REFUSAL_ADVICE: dict[Refusal, str] = {
@@ -66,6 +68,9 @@ REFUSAL_ADVICE: dict[Refusal, str] = {
     ),
     Refusal.NO_STAFF: "tap your staff badge first to sign in",
     Refusal.NOT_DEVICE_OWNER: "this device is personal to another staff member",
+    Refusal.NOT_GENUINE: (
+        "this tag has no valid originality signature (a copy?); do not use it, report it"
+    ),
 }
 
 
@@ -75,6 +80,11 @@ class Settings:
     max_visit_s: float = DEFAULT_MAX_VISIT_S
     sign_in_ttl_s: float = DEFAULT_SIGN_IN_TTL_S
     personal_staff_ref: str | None = None  # set when the device belongs to one person
+    # Keys whose NTAG21x originality signatures we accept, by name (recorded with
+    # each event so the centre can flag unverified tags).
+    trusted_tag_keys: tuple[tuple[str, str], ...] = tuple(GENUINE_NXP.items())
+    # Refuse tags without a valid signature. Only when every tag in use is NTAG21x.
+    require_genuine_tags: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,6 +163,8 @@ class Registrar:
         if tap.problem is not None:
             detail = f"{tap.problem}: {tap.problem_detail}" if tap.problem_detail else tap.problem
             return self._refuse(conn, tap, stamp, Refusal.UNREADABLE, extra=str(detail))
+        if self.settings.require_genuine_tags and self._signer(tap) is None:
+            return self._refuse(conn, tap, stamp, Refusal.NOT_GENUINE)
         badge = self.store.staff_for_badge(tap.uid)
         if badge is not None:
             return self._sign_in(conn, tap, stamp, badge.staff_ref, badge.display_name)
@@ -168,6 +180,9 @@ class Registrar:
         if staff_ref is None:
             return self._refuse(conn, tap, stamp, Refusal.NO_STAFF, client_ref=client.ref)
         return self._visit_tap(conn, tap, stamp, client.ref, staff_ref)
+
+    def _signer(self, tap: Tap) -> str | None:
+        return signer(tap.uid, tap.signature, dict(self.settings.trusted_tag_keys))
 
     def _current_staff(self, stamp: Stamp) -> str | None:
         if self.settings.personal_staff_ref:
@@ -230,7 +245,7 @@ class Registrar:
         event_id = self.store.add_event(conn, "visit.arrived", stamp, {
             "visit_id": visit_id, "client_ref": client_ref, "staff_ref": staff_ref,
             "tag_uid": tap.uid, "reader": tap.reader, "product": tap.product,
-            "signature": tap.signature, "method": "nfc_tag",
+            "signature": tap.signature, "tag_signer": self._signer(tap), "method": "nfc_tag",
         })
         note = f" (closed {len(closed)} visit(s) without departure)" if closed else ""
         return Decision(Outcome.ARRIVAL, Feedback.REGISTERED,
@@ -250,7 +265,8 @@ class Registrar:
         event_id = self.store.add_event(conn, "visit.departed", stamp, {
             "visit_id": visit.id, "client_ref": visit.client_ref, "staff_ref": visit.staff_ref,
             "tag_uid": tap.uid, "reader": tap.reader, "arrived_at": visit.arrived_at,
-            "duration_s": round(duration, 3), "signature": tap.signature, "method": "nfc_tag",
+            "duration_s": round(duration, 3), "signature": tap.signature,
+            "tag_signer": self._signer(tap), "method": "nfc_tag",
         })
         return Decision(Outcome.DEPARTURE, Feedback.REGISTERED,
                         f"departure from {visit.client_ref} by {visit.staff_ref} after "
@@ -292,7 +308,7 @@ class Registrar:
         event_id = self.store.add_event(conn, "tap.refused", stamp, {
             "uid": tap.uid, "reason": str(refusal), "detail": extra, "client_ref": client_ref,
             "staff_ref": staff_ref or self._current_staff(stamp), "reader": tap.reader,
-            "product": tap.product, "signature": tap.signature,
+            "product": tap.product, "signature": tap.signature, "tag_signer": self._signer(tap),
         })
         return Decision(Outcome.REFUSED, Feedback.REFUSED, f"refused: {advice}", tap.uid,
                         stamp.wall_iso, client_ref=client_ref, staff_ref=staff_ref,

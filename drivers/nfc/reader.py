@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -203,11 +204,11 @@ def _not_found(path: str) -> ReaderOpenError:
 SYSFS_USB = Path("/sys/bus/usb/devices")
 
 
-def _sysfs_usb_devices() -> list[tuple[Path, int, int]]:
+def _sysfs_usb_devices(sysfs: Path) -> list[tuple[Path, int, int]]:
     found: list[tuple[Path, int, int]] = []
-    if not SYSFS_USB.is_dir():
+    if not sysfs.is_dir():
         return found
-    for dev in SYSFS_USB.iterdir():
+    for dev in sysfs.iterdir():
         try:
             vid = int((dev / "idVendor").read_text(), 16)
             pid = int((dev / "idProduct").read_text(), 16)
@@ -224,10 +225,10 @@ def _known_reader(vid: int, pid: int) -> str | None:
     return None if reader is None else reader.name
 
 
-def usb_readers_held_by_kernel() -> list[tuple[str, str]]:
+def usb_readers_held_by_kernel(sysfs: Path = SYSFS_USB) -> list[tuple[str, str]]:
     """Supported readers whose interface a kernel driver (pn533_usb, port100) claimed."""
     held = []
-    for dev, vid, pid in _sysfs_usb_devices():
+    for dev, vid, pid in _sysfs_usb_devices(sysfs):
         name = _known_reader(vid, pid)
         if name is None:
             continue
@@ -238,10 +239,10 @@ def usb_readers_held_by_kernel() -> list[tuple[str, str]]:
     return held
 
 
-def usb_readers_denied() -> list[str]:
+def usb_readers_denied(sysfs: Path = SYSFS_USB, devfs: str = "/dev/bus/usb") -> list[str]:
     """Supported readers whose /dev/bus/usb node this process cannot open."""
     denied = []
-    for dev, vid, pid in _sysfs_usb_devices():
+    for dev, vid, pid in _sysfs_usb_devices(sysfs):
         name = _known_reader(vid, pid)
         if name is None:
             continue
@@ -250,7 +251,7 @@ def usb_readers_denied() -> list[str]:
             num = int((dev / "devnum").read_text())
         except (OSError, ValueError):
             continue
-        node = f"/dev/bus/usb/{bus:03d}/{num:03d}"
+        node = f"{devfs}/{bus:03d}/{num:03d}"
         if os.path.exists(node) and not os.access(node, os.R_OK | os.W_OK):
             denied.append(f"{name} at {node}")
     return denied
@@ -428,6 +429,14 @@ class NfcpyReader:
             except ReaderLostError as exc:
                 self._report_down(exc, attempt)
                 self._close()
+            except Exception as exc:
+                # Whatever a driver throws, the worker must not die silently: report,
+                # close and reopen, like an unplugged reader.
+                log.exception("reader %s failed unexpectedly; reopening", self.path)
+                self._report_down(ReaderLostError(f"reader {self.path} failed: {exc!r}; "
+                                                  "reopening"), attempt)
+                self._close()
+                self._stop.wait(REOPEN_BACKOFF_S[0])
 
     def _report_down(self, exc: NfcError, attempt: int) -> None:
         if attempt == 0 or str(exc) != str(self.last_error):
@@ -451,7 +460,9 @@ class NfcpyReader:
         while not self._stop.is_set():
             try:
                 result = self._clf.connect(rdwr=dict(options), terminate=self._stop.is_set)
-            except OSError as exc:
+            except (OSError, termios.error) as exc:
+                # A serial reader that vanished raises termios.error from pyserial's
+                # flush, which nfcpy does not catch (it is not an OSError).
                 raise ReaderLostError(f"reader {self.path} went away ({exc}); reopening") from exc
             except nfc.clf.CommunicationError as exc:
                 result, detail = False, str(exc)

@@ -164,3 +164,32 @@ def test_decision_is_one_transaction(reg, store, clock, monkeypatch):
 def test_settings_are_frozen_values():
     s = Settings()
     assert replace(s, repeat_window_s=1).repeat_window_s == 1
+
+
+def _signed(uid: str) -> str:
+    from drivers.sim.tags import sign_uid
+
+    return sign_uid(bytes.fromhex(uid)).hex().upper()
+
+
+def test_genuine_signature_is_recorded_and_a_forgery_refused_when_required(store, clock):
+    from drivers.sim.tags import SIM_PUBLIC_KEY_HEX
+
+    keys = (("sim", SIM_PUBLIC_KEY_HEX),)
+    reg = Registrar(store, clock, Settings(personal_staff_ref="P-anna", trusted_tag_keys=keys,
+                                           require_genuine_tags=True))
+    ok = reg.handle(tap(CLIENT_TAG, signature=_signed(CLIENT_TAG)))
+    assert ok.outcome is Outcome.ARRIVAL
+    assert store.pending_events(10)[-1].payload["data"]["tag_signer"] == "sim"
+    clock.advance(60)
+    # a clone: same UID, the signature of another tag (replayed) or none at all
+    for forged in (_signed(OTHER_CLIENT_TAG), None):
+        d = reg.handle(tap(CLIENT_TAG, signature=forged))
+        assert d.refusal is Refusal.NOT_GENUINE and "copy" in d.message
+    assert [v.status for v in store.visits()] == ["open"]
+
+
+def test_unverified_tags_are_accepted_but_marked_when_not_required(reg, store):
+    reg.handle(tap(BADGE_ANNA))
+    reg.handle(tap(CLIENT_TAG, signature=_signed(CLIENT_TAG)))  # sim key not trusted
+    assert store.pending_events(10)[-1].payload["data"]["tag_signer"] is None
