@@ -1,7 +1,9 @@
 """The ``nyckelfri`` command line: thin commands over the agent's library.
 
 Exit codes: 0 ok, 2 usage error, 3 hardware error (reader), 4 refusal (a tag
-that was read but refused or unreadable), 5 data or configuration error.
+that was read but refused or unreadable), 5 data or configuration error (also a
+centre refusing the agent: token, enrolment, protocol version), 6 the centre
+could not be reached (nothing is lost; try again later).
 Tracebacks only with ``--debug``.
 """
 
@@ -25,10 +27,12 @@ from agent.config import AgentConfig, ConfigError, load_config
 from agent.store import ReferenceDataError, Store, StoreError
 from agent.visits import Decision
 from drivers.nfc.base import NfcError
+from sync.errors import CentreUnreachable, SyncError
 
 EXIT_HARDWARE = 3
 EXIT_REFUSED = 4
 EXIT_DATA = 5
+EXIT_NETWORK = 6
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +50,15 @@ def errors_to_exit(debug: bool) -> Iterator[None]:
     """Map the library's error roots to exit codes with their advice."""
     try:
         yield
-    except (NfcError, StoreError, ConfigError) as exc:
+    except (NfcError, StoreError, ConfigError, SyncError) as exc:
         if debug:
             raise
-        code = EXIT_HARDWARE if isinstance(exc, NfcError) else EXIT_DATA
+        if isinstance(exc, NfcError):
+            code = EXIT_HARDWARE
+        elif isinstance(exc, CentreUnreachable):
+            code = EXIT_NETWORK
+        else:
+            code = EXIT_DATA
         raise CliError(str(exc), code) from exc
 
 
@@ -172,8 +181,19 @@ def agent_run(ctx: click.Context, readers: tuple[str, ...], data_dir: Path | Non
     _install_stop_handlers(stop)
     click.echo(f"nyckelfri agent {config.device_id}: store {service.store.path}, readers "
                f"{', '.join(paths)}; stop with Ctrl-C", err=True)
+    click.echo(_sync_line(config), err=True)
     service.run_until(stop)
     click.echo("agent stopped", err=True)
+
+
+def _sync_line(config: AgentConfig) -> str:
+    if config.sync_configured:
+        return (f"syncing with {config.centre_url} every {config.sync_interval_s:g} s and "
+                "after taps")
+    if config.centre_url:
+        return (f"NOT syncing: centre_url is {config.centre_url} but no token is configured "
+                "(token_file or token in agent.toml, NYCKELFRI_TOKEN); events stay buffered")
+    return "not syncing: no centre configured (centre_url); events stay buffered"
 
 
 def _install_stop_handlers(stop: threading.Event) -> None:
@@ -202,7 +222,10 @@ def agent_status(ctx: click.Context, data_dir: Path | None, config_file: Path | 
             "store": str(store.path),
             "schema_version": store.schema_version,
             "running": running_agent(config.data_dir),
-            "outbox": store.outbox_counts(),
+            "outbox": {**store.outbox_counts(), "rejected": store.rejected_count()},
+            "rejected_events": store.rejected_events(5),
+            "reference_cursor": store.reference_cursor(),
+            "centre": config.centre_url,
             "reference": store.reference_counts(),
             "open_visits": [v.__dict__ for v in store.open_visits()],
             "signed_in": dict(sign_in) if sign_in else None,
@@ -219,7 +242,20 @@ def agent_status(ctx: click.Context, data_dir: Path | None, config_file: Path | 
             click.echo(f"  reader {path}: {st['state']} {st['detail']}")
     click.echo(f"store {status['store']} (schema v{status['schema_version']})")
     ob = status["outbox"]
-    click.echo(f"outbox: {ob['pending']} pending, {ob['sent']} sent")
+    click.echo(f"outbox: {ob['pending']} pending, {ob['sent']} sent, "
+               f"{ob['rejected']} rejected by the centre")
+    for ev in status["rejected_events"]:
+        click.echo(f"  rejected {ev['event_id']} {ev['kind']} ({ev['created_at'][:19]}): "
+                   f"{ev['rejected_reason']}")
+    sync_state = (running or {}).get("sync") or {}
+    last = sync_state.get("last")
+    if not config.centre_url:
+        click.echo("sync: no centre configured (centre_url)")
+    elif last:
+        outcome = "ok" if last["ok"] else f"failed ({last['error']})"
+        click.echo(f"sync: {config.centre_url}, last round {outcome} at {last['at']}")
+    else:
+        click.echo(f"sync: {config.centre_url}")
     ref = status["reference"]
     click.echo(f"reference: {ref['clients']} clients, {ref['tags']} tags, {ref['staff']} badges")
     click.echo(f"signed in: {sign_in['staff_ref'] if sign_in else 'nobody'}")
@@ -261,6 +297,72 @@ def agent_import_reference(ctx: click.Context, file: Any, data_dir: Path | None,
     else:
         click.echo(f"imported {counts['clients']} clients, {counts['tags']} tags, "
                    f"{counts['staff']} staff badges")
+
+
+# --- sync -------------------------------------------------------------------------------
+
+
+@main.command("sync")
+@click.option("--centre", "centre_url", default=None, metavar="URL",
+              help="The centre's address, e.g. https://centre.example:8700 (default: "
+                   "centre_url in agent.toml or $NYCKELFRI_CENTRE_URL).")
+@click.option("--token", default=None, metavar="TOKEN",
+              help="Bearer token for the centre (default: token/token_file in agent.toml, "
+                   "$NYCKELFRI_TOKEN). Prefer the file or the variable: a command line is "
+                   "visible to other users.")
+@data_dir_option
+@config_option
+@json_option
+@click.pass_context
+def sync_cmd(ctx: click.Context, centre_url: str | None, token: str | None,
+             data_dir: Path | None, config_file: Path | None, as_json: bool) -> None:
+    """Sync with the centre now: push the outbox, pull reference data, measure the clock.
+
+    Safe to run while the agent runs, and to interrupt: events are marked sent only
+    once the centre holds them, and the centre keeps each event once. Exit code 6
+    when the centre cannot be reached, 5 when it refuses the agent.
+    """
+    from agent.clock import SystemClock
+    from agent.service import build_sync_client
+
+    config = _config(ctx, config_file, data_dir=data_dir, centre_url=centre_url, token=token)
+    with _open_store(ctx, config) as store, errors_to_exit(_debug(ctx)):
+        if not config.centre_url:
+            raise ConfigError("no centre to sync with: give --centre URL, or set centre_url "
+                              "in agent.toml or NYCKELFRI_CENTRE_URL")
+        with build_sync_client(config, store, SystemClock()) as client, \
+                _progress(store.pending_count(), client.batch_size, as_json) as progress:
+            report = client.sync_once(progress)
+    summary = report.as_dict()
+    if as_json:
+        _emit_json(summary)
+    else:
+        click.echo(f"pushed {summary['pushed']}, stored {summary['stored']}, rejected "
+                   f"{summary['rejected']}, reference items {summary['reference_items']}, "
+                   f"clock offset {report.offset_s:+.3f} s")
+    if report.push.rejected:
+        click.echo(f"{len(report.push.rejected)} event(s) rejected by the centre were set "
+                   "aside (not sent again); see 'nyckelfri agent status'", err=True)
+
+
+@contextmanager
+def _progress(backlog: int, batch_size: int,
+              quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on stderr when the backlog needs more than one batch."""
+    if quiet or backlog <= batch_size:
+        yield None
+        return
+    with click.progressbar(length=backlog, label="pushing events",
+                           file=sys.stderr) as bar:
+        shown = 0
+
+        def update(done: int, total: int) -> None:
+            nonlocal shown
+            bar.length = max(bar.length or 0, total)
+            bar.update(done - shown)
+            shown = done
+
+        yield update
 
 
 # --- visits -----------------------------------------------------------------------------

@@ -11,11 +11,17 @@ The TOML file (``--config FILE``, else ``DATA_DIR/agent.toml`` when present)::
     feedback = true                 # reader LED/buzzer where the reader has one
     require_genuine_tags = false    # refuse tags without a valid NXP originality signature
     trust_sim_tags = false          # accept simulated tags' signatures (demos, training)
+    centre_url = "https://centre.example:8700"   # unset: no sync (the agent works offline)
+    token_file = "/etc/nyckelfri/token"          # or token = "..." (prefer the file: 0600)
+    sync_interval_s = 60            # background sync period of `nyckelfri agent run`
+    sync_max_attempts = 5           # attempts per request before a round gives up
 
 Environment overrides: ``NYCKELFRI_DEVICE_ID``, ``NYCKELFRI_READER`` (several
 separated by commas), ``NYCKELFRI_DATA_DIR``, ``NYCKELFRI_PERSONAL_STAFF_REF``,
 ``NYCKELFRI_REPEAT_WINDOW_S``, ``NYCKELFRI_MAX_VISIT_S``, ``NYCKELFRI_SIGN_IN_TTL_S``,
-``NYCKELFRI_FEEDBACK``, ``NYCKELFRI_REQUIRE_GENUINE_TAGS``, ``NYCKELFRI_TRUST_SIM_TAGS``.
+``NYCKELFRI_FEEDBACK``, ``NYCKELFRI_REQUIRE_GENUINE_TAGS``, ``NYCKELFRI_TRUST_SIM_TAGS``,
+``NYCKELFRI_CENTRE_URL``, ``NYCKELFRI_TOKEN``, ``NYCKELFRI_TOKEN_FILE``,
+``NYCKELFRI_SYNC_INTERVAL_S``, ``NYCKELFRI_SYNC_MAX_ATTEMPTS``.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from agent.visits import (
     DEFAULT_MAX_VISIT_S,
@@ -36,8 +43,10 @@ from agent.visits import (
 )
 from drivers.nfc.authenticity import GENUINE_NXP
 from drivers.sim.tags import SIM_PUBLIC_KEY_HEX
+from sync.client import MAX_ATTEMPTS as DEFAULT_SYNC_MAX_ATTEMPTS
 
 CONFIG_NAME = "agent.toml"
+DEFAULT_SYNC_INTERVAL_S = 60.0
 ENV_PREFIX = "NYCKELFRI_"
 DEFAULT_DATA_DIR = (
     Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local/state")) / "nyckelfri"
@@ -60,6 +69,36 @@ class AgentConfig:
     feedback: bool = True
     require_genuine_tags: bool = False
     trust_sim_tags: bool = False  # demos and training only: accept simulator signatures
+    centre_url: str | None = None  # None: no sync, the agent keeps everything offline
+    token: str | None = field(default=None, repr=False)  # never in logs or reprs
+    token_file: Path | None = None
+    # Background sync period. A minute keeps the centre's view of visits current
+    # without hundreds of agents loading it; taps also trigger a sync soon after.
+    sync_interval_s: float = DEFAULT_SYNC_INTERVAL_S
+    # Attempts per HTTP call before a round gives up (sync.client.MAX_ATTEMPTS).
+    sync_max_attempts: int = DEFAULT_SYNC_MAX_ATTEMPTS
+
+    @property
+    def sync_configured(self) -> bool:
+        """A centre and a way to authenticate are configured."""
+        return bool(self.centre_url) and bool(self.token or self.token_file)
+
+    def sync_token(self) -> str:
+        """The bearer token: ``token`` if set, else the first line of ``token_file``."""
+        if self.token:
+            return self.token
+        if self.token_file is None:
+            raise ConfigError("no token for the centre: set token_file (or token) in "
+                              "agent.toml, or NYCKELFRI_TOKEN_FILE / NYCKELFRI_TOKEN")
+        try:
+            token = self.token_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read token_file {self.token_file}: {exc.strerror}; "
+                              "check the path and that the agent's user may read it") from None
+        if not token:
+            raise ConfigError(f"token_file {self.token_file} is empty; put the token the "
+                              "centre's administrator issued in it")
+        return token
 
     def visit_settings(self) -> Settings:
         keys = dict(GENUINE_NXP)
@@ -75,7 +114,8 @@ class AgentConfig:
         )
 
 
-_FLOATS = ("repeat_window_s", "max_visit_s", "sign_in_ttl_s")
+_FLOATS = ("repeat_window_s", "max_visit_s", "sign_in_ttl_s", "sync_interval_s")
+_INTS = ("sync_max_attempts",)
 _BOOLS = ("feedback", "require_genuine_tags", "trust_sim_tags")
 
 
@@ -86,6 +126,11 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             if number <= 0:
                 raise ValueError("must be positive")
             return number
+        if name in _INTS:
+            whole = int(value)
+            if whole < 1:
+                raise ValueError("must be 1 or more")
+            return whole
         if name in _BOOLS:
             if isinstance(value, bool):
                 return value
@@ -98,8 +143,18 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         if name == "readers":
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(str(i).strip() for i in items if str(i).strip())
-        if name == "data_dir":
+        if name in ("data_dir", "token_file"):
             return Path(str(value)).expanduser()
+        if name == "centre_url":
+            url = str(value).strip().rstrip("/")
+            if not url:
+                return None
+            if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+                raise ValueError("must be an http:// or https:// URL, e.g. "
+                                 "https://centre.example:8700")
+            return url
+        if name == "token":
+            return str(value).strip() or None
         if name == "personal_staff_ref":
             return str(value).strip() or None
         return str(value)

@@ -19,12 +19,17 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
 from agent.clock import Stamp
+from routine.timekeeping import Anchor
+
+if TYPE_CHECKING:  # the store needs no sync code, only the shape of a reference item
+    from sync.protocol import ReferenceItem
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,7 @@ DB_NAME = "agent.db"
 BUSY_TIMEOUT_S = 10.0
 
 LOCK_STATUSES = ("pending", "impossible", "installed", "none")
+REFERENCE_CURSOR_KEY = "reference_cursor"
 
 
 class StoreError(Exception):
@@ -123,7 +129,27 @@ def _v2_tap_log(db: sqlite_utils.Database) -> None:
     db["taps"].create_index(["uid", "staff_ref", "at"])  # type: ignore[union-attr]
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1_core, _v2_tap_log)
+def _v3_sync(db: sqlite_utils.Database) -> None:
+    # Sync with the centre: the reference feed's cursor (meta), digital locks as
+    # reference data, the best clock anchor of each boot, and events the centre
+    # refused, set aside for a person instead of blocking the outbox.
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute("CREATE TABLE locks (serial TEXT PRIMARY KEY, client_ref TEXT, state TEXT, "
+               "updated_at TEXT)")
+    db.execute("CREATE INDEX locks_client_ref ON locks(client_ref)")
+    db.execute("CREATE TABLE clock_anchors (boot_id TEXT PRIMARY KEY, "
+               "boottime_ns INTEGER NOT NULL, server_time TEXT NOT NULL, "
+               "rtt_ns INTEGER NOT NULL, saved_at TEXT NOT NULL)")
+    db.execute("ALTER TABLE outbox ADD COLUMN rejected_reason TEXT")
+    db.execute("ALTER TABLE outbox ADD COLUMN rejected_at TEXT")
+    # What the sync reads every round: unsent, not set aside, oldest first.
+    db.execute("CREATE INDEX outbox_unsent ON outbox(seq) "
+               "WHERE sent_at IS NULL AND rejected_reason IS NULL")
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
+    _v1_core, _v2_tap_log, _v3_sync,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -287,10 +313,11 @@ class Store:
         return event_id
 
     def pending_events(self, limit: int = 500) -> list[OutboxEvent]:
+        """Events to send, oldest first; events the centre rejected are not pending."""
         with self._lock:
             rows = self.conn.execute(
                 "SELECT seq, event_id, kind, payload, created_at FROM outbox "
-                "WHERE sent_at IS NULL ORDER BY seq LIMIT ?",
+                "WHERE sent_at IS NULL AND rejected_reason IS NULL ORDER BY seq LIMIT ?",
                 (limit,),
             ).fetchall()
         return [
@@ -308,12 +335,120 @@ class Store:
             )
             return cur.rowcount
 
+    def pending_count(self) -> int:
+        with self._lock:
+            return int(self.conn.execute(
+                "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL AND rejected_reason IS NULL"
+            ).fetchone()[0])
+
+    def mark_rejected(self, event_id: str, reason: str) -> None:
+        """Set aside an event the centre refused for good: kept (for a person to look
+        at, see :meth:`rejected_events`), but no longer pending."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE outbox SET rejected_reason = ?, rejected_at = ? "
+                "WHERE event_id = ? AND sent_at IS NULL",
+                (reason or "rejected", _utc_now(), event_id),
+            )
+
+    def rejected_events(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT event_id, kind, created_at, rejected_reason, rejected_at FROM outbox "
+                "WHERE sent_at IS NULL AND rejected_reason IS NOT NULL ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def rejected_count(self) -> int:
+        with self._lock:
+            return int(self.conn.execute(
+                "SELECT COUNT(*) FROM outbox "
+                "WHERE sent_at IS NULL AND rejected_reason IS NOT NULL"
+            ).fetchone()[0])
+
+    def requeue_rejected(self, event_ids: Sequence[str]) -> int:
+        """Make rejected events pending again (after the cause was fixed at the centre)."""
+        with self.transaction() as conn:
+            cur = conn.executemany(
+                "UPDATE outbox SET rejected_reason = NULL, rejected_at = NULL "
+                "WHERE event_id = ? AND sent_at IS NULL",
+                [(eid,) for eid in event_ids],
+            )
+            return cur.rowcount
+
     def outbox_counts(self) -> dict[str, int]:
+        """total = sent + pending + rejected (see :meth:`rejected_count`)."""
         with self._lock:
             row = self.conn.execute(
-                "SELECT COUNT(*) AS total, COUNT(sent_at) AS sent FROM outbox"
+                "SELECT COUNT(*) AS total, COUNT(sent_at) AS sent, "
+                "COUNT(CASE WHEN sent_at IS NULL THEN rejected_reason END) AS rejected "
+                "FROM outbox"
             ).fetchone()
-        return {"total": row["total"], "sent": row["sent"], "pending": row["total"] - row["sent"]}
+        pending = row["total"] - row["sent"] - row["rejected"]
+        return {"total": row["total"], "sent": row["sent"], "pending": pending}
+
+    # --- sync with the centre -----------------------------------------------------------
+
+    def reference_cursor(self) -> int:
+        """How far the centre's reference feed has been applied (0: never)."""
+        with self._lock:
+            return int(self._meta(self.conn, REFERENCE_CURSOR_KEY) or 0)
+
+    def apply_reference(self, items: Sequence[ReferenceItem], cursor: int) -> None:
+        """Apply one page of the centre's reference feed and its cursor in ONE transaction.
+
+        An item the agent cannot use is logged and skipped rather than blocking the feed.
+        A page older than what is applied (another sync got further) is skipped whole.
+        """
+        rows = [_reference_row(item) for item in items]
+        at = _utc_now()
+        with self.transaction() as conn:
+            current = int(self._meta(conn, REFERENCE_CURSOR_KEY) or 0)
+            if cursor < current:
+                log.info("reference page up to %d skipped: %d already applied", cursor, current)
+                return
+            for row in rows:
+                if row is not None:
+                    _apply_reference_row(conn, row, at)
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                "SET value = excluded.value", (REFERENCE_CURSOR_KEY, str(cursor)),
+            )
+
+    def locks(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(r) for r in self.conn.execute(
+                "SELECT serial, client_ref, state, updated_at FROM locks ORDER BY serial")]
+
+    def save_anchor(self, anchor: Anchor) -> None:
+        """Keep the anchor of its boot with the shortest round trip."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO clock_anchors(boot_id, boottime_ns, server_time, rtt_ns, saved_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(boot_id) DO UPDATE SET "
+                "boottime_ns = excluded.boottime_ns, server_time = excluded.server_time, "
+                "rtt_ns = excluded.rtt_ns, saved_at = excluded.saved_at "
+                "WHERE excluded.rtt_ns < clock_anchors.rtt_ns",
+                (anchor.boot_id, anchor.boottime_ns, anchor.server_time.isoformat(),
+                 anchor.rtt_ns, _utc_now()),
+            )
+
+    def anchor(self, boot_id: str) -> Anchor | None:
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT boot_id, boottime_ns, server_time, rtt_ns FROM clock_anchors "
+                "WHERE boot_id = ?", (boot_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return Anchor(row["boot_id"], row["boottime_ns"],
+                      datetime.fromisoformat(row["server_time"]), row["rtt_ns"])
+
+    @staticmethod
+    def _meta(conn: sqlite3.Connection, key: str) -> str | None:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
 
     # --- reference data --------------------------------------------------------------
 
@@ -469,6 +604,78 @@ class Store:
             (new_id(), uid, reader, product, stamp.wall_iso, stamp.boottime_ns, stamp.boot_id,
              staff_ref, outcome, reason, signature),
         )
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+# --- reference items from the centre ------------------------------------------------------
+
+# kind -> (table, primary key column, the import section its data is validated as)
+_REFERENCE_TABLES = {
+    "client": ("clients", "ref", "clients"),
+    "tag": ("tags", "uid", "tags"),
+    "staff": ("staff", "badge_uid", "staff"),
+    "lock": ("locks", "serial", None),
+}
+
+
+@dataclass(frozen=True)
+class _ReferenceRow:
+    table: str
+    pk: str
+    key: str
+    values: dict[str, Any] | None  # None: delete
+
+
+def _reference_row(item: ReferenceItem) -> _ReferenceRow | None:
+    """The row a centre's item becomes, validated like an import; None (logged) if unusable."""
+    kind = str(item.kind)
+    where = f"reference item {kind} {item.key!r}"
+    try:
+        if kind not in _REFERENCE_TABLES:
+            raise ReferenceDataError(f"unknown kind; expected one of "
+                                     f"{', '.join(_REFERENCE_TABLES)}")
+        table, pk, section = _REFERENCE_TABLES[kind]
+        key = _hex_uid(item.key, where) if pk in ("uid", "badge_uid") else item.key.strip()
+        if not key:
+            raise ReferenceDataError("empty key")
+        if item.deleted:
+            return _ReferenceRow(table, pk, key, None)
+        if section is None:  # lock
+            state = item.data.get("state", "")
+            client_ref = item.data.get("client_ref")
+            if not isinstance(state, str) or not (client_ref is None
+                                                  or isinstance(client_ref, str)):
+                raise ReferenceDataError("lock data needs state and client_ref as strings")
+            return _ReferenceRow(table, pk, key, {"client_ref": client_ref, "state": state})
+        parsed = _validate_reference({section: [{**item.data, pk: key}]})
+        values = next(rows for rows in parsed if rows)[0]
+        values.pop(pk)
+        return _ReferenceRow(table, pk, key, values)
+    except ReferenceDataError as exc:
+        log.error("%s skipped: %s; the centre sent data this agent cannot use", where, exc)
+        return None
+
+
+def _apply_reference_row(conn: sqlite3.Connection, row: _ReferenceRow, at: str) -> None:
+    # Table and column names come from _REFERENCE_TABLES and the validators, never from
+    # the centre; the values are bound parameters.
+    if row.values is None:
+        conn.execute(f"DELETE FROM {row.table} WHERE {row.pk} = ?", (row.key,))  # noqa: S608
+        return
+    values = dict(row.values)
+    if row.table != "staff":  # the staff table has no updated_at column
+        values["updated_at"] = at
+    columns = [row.pk, *values]
+    updates = ", ".join(f"{c} = excluded.{c}" for c in values)
+    conn.execute(
+        f"INSERT INTO {row.table}({', '.join(columns)}) "  # noqa: S608
+        f"VALUES ({', '.join('?' for _ in columns)}) "
+        f"ON CONFLICT({row.pk}) DO UPDATE SET {updates}",
+        (row.key, *values.values()),
+    )
 
 
 def _visit(row: sqlite3.Row) -> Visit:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import UTC, datetime
 
 import pytest
 
@@ -16,6 +17,9 @@ from agent.store import (
     StoreError,
     migrate,
 )
+from routine.timekeeping import Anchor
+from sync.protocol import ReferenceItem
+from tests.conftest import INSTALLED_TAG as INSTALLED
 
 
 def test_wal_and_full_sync(store):
@@ -100,3 +104,115 @@ def test_reference_upsert_normalises_uids(store):
     client, active = store.client_for_tag("04A1B2C3D4E5F6")
     assert client.ref == "K-2" and active
     assert json.dumps(store.reference_counts()) == '{"clients": 3, "tags": 3, "staff": 2}'
+
+
+# --- sync with the centre (schema v3) ----------------------------------------------------
+
+
+def _events(store, clock, n):
+    with store.transaction() as conn:
+        return [store.add_event(conn, "test.event", clock.now(), {"n": i}) for i in range(n)]
+
+
+def test_migration_to_sync_schema_keeps_buffered_events(tmp_path):
+    path = tmp_path / "agent.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, target=2)  # an agent from before sync...
+    for eid, sent in (("e1", "2026-11-30T08:00:01+00:00"), ("e2", None)):
+        conn.execute(
+            "INSERT INTO outbox(event_id, kind, payload, created_at, sent_at) "
+            "VALUES (?, 'visit.arrived', ?, '2026-11-30T08:00:00+00:00', ?)",
+            (eid, json.dumps({"event_id": eid}), sent),
+        )
+    conn.close()
+    with Store(path) as store:  # ...upgraded in place
+        assert store.schema_version == 3
+        assert [e.event_id for e in store.pending_events()] == ["e2"]
+        assert store.outbox_counts() == {"total": 2, "sent": 1, "pending": 1}
+        assert store.rejected_count() == 0
+        assert store.reference_cursor() == 0 and store.locks() == []
+
+
+def test_rejected_events_leave_the_queue_but_stay_in_the_store(store, clock):
+    ids = _events(store, clock, 3)
+    store.mark_rejected(ids[0], "centre: unknown kind")
+    assert [e.event_id for e in store.pending_events()] == ids[1:]
+    assert store.pending_count() == 2 and store.rejected_count() == 1
+    assert store.outbox_counts() == {"total": 3, "sent": 0, "pending": 2}
+    [row] = store.rejected_events()
+    assert row["event_id"] == ids[0] and row["rejected_reason"] == "centre: unknown kind"
+    store.mark_sent(ids[1:], "2026-11-30T08:00:01+00:00")
+    assert store.requeue_rejected([ids[0]]) == 1  # after the cause was fixed
+    assert [e.event_id for e in store.pending_events()] == ids[:1]
+
+
+def _item(kind, key, version=1, deleted=False, **data):
+    return ReferenceItem(kind=kind, key=key, version=version, deleted=deleted, data=data)
+
+
+def test_apply_reference_upserts_deletes_and_moves_the_cursor(store):
+    store.apply_reference([
+        _item("client", "K-1", lock_status="installed", display_name="Karin"),
+        _item("tag", "04:11:11:11:11:11:11", client_ref="K-3", active=False),
+        _item("staff", "0a0b0c0d", staff_ref="P-anna", display_name="Anna B", active=True),
+        _item("lock", "LK-7", client_ref="K-1", state="installed"),
+        _item("staff", "0A0B0C0E", deleted=True),
+    ], cursor=40)
+    assert store.reference_cursor() == 40
+    client, _ = store.client_for_tag("04A1B2C3D4E5F6")
+    assert (client.lock_status, client.display_name) == ("installed", "Karin")
+    assert store.client_for_tag("04111111111111") == (store.client_for_tag(INSTALLED)[0], False)
+    assert store.staff_for_badge("0A0B0C0D").display_name == "Anna B"
+    assert store.staff_for_badge("0A0B0C0E") is None
+    assert [(lk["serial"], lk["state"]) for lk in store.locks()] == [("LK-7", "installed")]
+    store.apply_reference([_item("lock", "LK-7", deleted=True)], cursor=41)
+    assert store.locks() == [] and store.reference_cursor() == 41
+
+
+def test_unusable_reference_item_is_skipped_not_blocking(store, caplog):
+    store.apply_reference([
+        _item("tag", "not-hex", client_ref="K-1"),
+        _item("client", "K-4", lock_status="maybe"),
+        _item("client", "K-5", lock_status="none"),
+    ], cursor=7)
+    assert store.reference_cursor() == 7
+    assert store.reference_counts()["clients"] == 4  # K-5 only
+    assert "not hex" in caplog.text and "lock_status" in caplog.text
+
+
+def test_reference_page_and_cursor_are_one_transaction(store, monkeypatch):
+    import agent.store as store_module
+
+    calls = []
+    real = store_module._apply_reference_row
+
+    def fail_on_second(conn, row, at):
+        calls.append(row.key)
+        if len(calls) == 2:
+            raise sqlite3.OperationalError("disk I/O error")
+        real(conn, row, at)
+
+    monkeypatch.setattr(store_module, "_apply_reference_row", fail_on_second)
+    with pytest.raises(sqlite3.OperationalError):
+        store.apply_reference([_item("client", "K-7"), _item("client", "K-8")], cursor=9)
+    assert store.reference_cursor() == 0 and store.reference_counts()["clients"] == 3
+
+
+def test_an_older_page_does_not_overwrite_a_newer_one(store):
+    store.apply_reference([_item("client", "K-1", version=20, lock_status="installed")], 20)
+    # a concurrent sync (CLI while the agent runs) applies a page it fetched earlier
+    store.apply_reference([_item("client", "K-1", version=5, lock_status="pending")], 10)
+    assert store.reference_cursor() == 20
+    assert store.client_for_tag("04A1B2C3D4E5F6")[0].lock_status == "installed"
+
+
+def test_anchors_keep_the_shortest_round_trip_of_each_boot(store):
+    t = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    assert store.anchor("b1") is None
+    store.save_anchor(Anchor("b1", 100, t, rtt_ns=50))
+    store.save_anchor(Anchor("b1", 900, t, rtt_ns=80))  # worse: ignored
+    store.save_anchor(Anchor("b2", 5, t, rtt_ns=99))
+    assert store.anchor("b1") == Anchor("b1", 100, t, 50)
+    store.save_anchor(Anchor("b1", 700, t, rtt_ns=20))
+    assert store.anchor("b1") == Anchor("b1", 700, t, 20)
+    assert store.anchor("b2").rtt_ns == 99

@@ -1,0 +1,402 @@
+"""The ``nyckelfri-central`` command line: thin commands over the central store.
+
+Exit codes: 0 ok, 2 usage error, 5 data or configuration error (bad input, unknown
+device or record, unreadable file), 6 database unavailable. Tracebacks only with
+``--debug``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+
+from central.errors import CentralError, DatabaseUnavailable, ReferenceDataError
+from central.server import DATABASE_ENV, DEFAULT_PORT, ServerError, serve
+from central.store import DEFAULT_DAY_ZONE, CentralStore
+from sync.protocol import ReferenceKind
+
+EXIT_USAGE = 2
+EXIT_DATA = 5
+EXIT_DATABASE = 6
+DEFAULT_DATABASE = "./nyckelfri-central.db"
+# Reference records fetched per round trip to the store by 'reference list'.
+REFERENCE_LIST_PAGE = 1000
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+ENROLMENT_WARNING = ("This token is shown only now and will not be shown again: put it in the "
+                 "device's configuration. Lost tokens cannot be recovered; revoke the device "
+                 "and add it under a new name.")
+
+log = logging.getLogger(__name__)
+
+
+class CliError(click.ClickException):
+    """A failure with advice; ``exit_code`` is the process's exit status."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares it per class
+
+
+def _exit_code(exc: Exception) -> int:
+    return EXIT_DATABASE if isinstance(exc, DatabaseUnavailable) else EXIT_DATA
+
+
+@contextmanager
+def errors_to_exit(debug: bool) -> Iterator[None]:
+    """Map the library's errors to exit codes, keeping their advice."""
+    try:
+        yield
+    except (CentralError, ServerError) as exc:
+        if debug:
+            raise
+        raise CliError(str(exc), _exit_code(exc)) from exc
+
+
+def _setup_logging(debug: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--database", envvar=DATABASE_ENV, default=DEFAULT_DATABASE, show_default=True,
+              metavar="PATH|DSN",
+              help=f"SQLite file, or a postgresql://... DSN (env {DATABASE_ENV}).")
+@click.option("--debug", is_flag=True, help="Verbose logging and full tracebacks.")
+@click.version_option(package_name="nyckelfri")
+@click.pass_context
+def main(ctx: click.Context, database: str, debug: bool) -> None:
+    """nyckelfri-central: the central store and sync service of nyckelfri.
+
+    Field agents push the visits they registered; administrators enrol devices,
+    keep the reference data (clients, tags, staff, locks) and read the visits.
+    """
+    ctx.obj = {"database": database, "debug": debug}
+    _setup_logging(debug)
+
+
+def _debug(ctx: click.Context) -> bool:
+    return bool(ctx.find_root().obj["debug"])
+
+
+@contextmanager
+def open_store(ctx: click.Context) -> Iterator[CentralStore]:
+    """The store named by ``--database`` (schema upgraded), errors mapped to exit codes."""
+    with errors_to_exit(_debug(ctx)):
+        store = CentralStore.open(ctx.find_root().obj["database"])
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in asdict(value).items()}
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(_plain(data), ensure_ascii=False, sort_keys=True))
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone().strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+# --- serve and migrate ---------------------------------------------------------------------
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 for every interface).")
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
+              help="TCP port to listen on.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="PEM certificate (chain) for HTTPS; needs --tls-key.")
+@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="PEM private key of --tls-cert.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="API processes (more than one is meant for PostgreSQL).")
+@click.pass_context
+def serve_cmd(ctx: click.Context, host: str, port: int, tls_cert: Path | None,
+              tls_key: Path | None, workers: int) -> None:
+    """Serve the sync and administration API until SIGTERM or Ctrl-C."""
+    if tls_cert is None and host not in LOOPBACK:
+        click.echo(f"warning: plain HTTP on {host}: tokens travel unencrypted; use "
+                   "--tls-cert/--tls-key or a TLS proxy in front", err=True)
+    with errors_to_exit(_debug(ctx)):
+        serve(ctx.find_root().obj["database"], host, port, tls_cert=tls_cert,
+              tls_key=tls_key, workers=workers,
+              log_level="debug" if _debug(ctx) else "info")
+    click.echo("centre stopped", err=True)
+
+
+@main.command("migrate")
+@json_option
+@click.pass_context
+def migrate_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Upgrade the database schema to this version of nyckelfri now."""
+    with open_store(ctx) as store:
+        events = store.event_count()
+    if as_json:
+        emit_json({"database": _shown(ctx), "schema": "current", "events": events})
+    else:
+        click.echo(f"schema of {_shown(ctx)} is current ({events} events)")
+
+
+def _shown(ctx: click.Context) -> str:
+    """The database for messages: a DSN without its password."""
+    database: str = ctx.find_root().obj["database"]
+    scheme, sep, rest = database.partition("://")
+    if not sep or "@" not in rest:
+        return database
+    credentials, _, location = rest.rpartition("@")
+    return f"{scheme}://{credentials.split(':')[0]}@{location}"
+
+
+# --- devices -------------------------------------------------------------------------------
+
+
+@main.group()
+def device() -> None:
+    """Enrol, list and revoke the devices (agents and administrators) and their tokens."""
+
+
+@device.command("add")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="An administrator's token instead of a device's.")
+@json_option
+@click.pass_context
+def device_add(ctx: click.Context, name: str, admin: bool, as_json: bool) -> None:
+    """Enrol device NAME and print its token (shown this once only)."""
+    role = "admin" if admin else "device"
+    with open_store(ctx) as store:
+        token = store.add_device(name, role=role)
+    if as_json:
+        emit_json({"name": name, "role": role, "token": token, "warning": ENROLMENT_WARNING})
+        return
+    click.echo(f"enrolled {role} {name}; its token:")
+    click.echo(token)
+    click.echo(ENROLMENT_WARNING, err=True)
+
+
+@device.command("revoke")
+@click.argument("name")
+@click.pass_context
+def device_revoke(ctx: click.Context, name: str) -> None:
+    """Revoke device NAME: its token is refused from now on (its events stay)."""
+    with open_store(ctx) as store:
+        store.revoke_device(name)
+    click.echo(f"revoked {name}")
+
+
+@device.command("list")
+@json_option
+@click.pass_context
+def device_list(ctx: click.Context, as_json: bool) -> None:
+    """List the enrolled devices with role, last contact and events received."""
+    with open_store(ctx) as store:
+        devices = store.list_devices()
+    if as_json:
+        emit_json(devices)
+        return
+    if not devices:
+        click.echo("no devices; enrol one with 'nyckelfri-central device add NAME'")
+        return
+    click.echo(f"{'name':<24} {'role':<7} {'last seen':<17} {'events':>7}  state")
+    for d in devices:
+        state = f"revoked {_when(d.revoked_at)}" if d.revoked_at else "active"
+        click.echo(f"{d.name:<24} {d.role:<7} {_when(d.last_seen_at):<17} {d.events:>7}  "
+                   f"{state}")
+
+
+# --- reference data ------------------------------------------------------------------------
+
+
+@main.group()
+def reference() -> None:
+    """Keep the reference data agents pull: clients, tags, staff badges, locks."""
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}", EXIT_DATA) from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CliError(f"{path} is not JSON: {exc}; nothing was imported", EXIT_DATA) from exc
+
+
+@reference.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@json_option
+@click.pass_context
+def reference_import(ctx: click.Context, file: Path, as_json: bool) -> None:
+    """Import a JSON reference document (all or nothing)."""
+    data = _read_json(file)
+    if not isinstance(data, dict):
+        raise CliError(f"{file} holds a JSON {type(data).__name__}, not an object of lists "
+                       "('clients', 'tags', 'staff', 'locks'); nothing was imported", EXIT_DATA)
+    with open_store(ctx) as store:
+        try:
+            counts = store.import_reference(data)
+        except ReferenceDataError as exc:
+            if _debug(ctx):
+                raise
+            raise CliError(f"{file}: {exc}; nothing was imported", EXIT_DATA) from exc
+    if as_json:
+        emit_json(counts)
+    else:
+        click.echo("imported " + ", ".join(f"{n} {kind}" for kind, n in counts.items()))
+
+
+def _json_object(value: str) -> dict[str, Any]:
+    try:
+        data = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise click.BadParameter("must be a JSON object, e.g. '{\"client_ref\": \"K-1\"}'")
+    return data
+
+
+kind_argument = click.argument("kind", type=click.Choice([k.value for k in ReferenceKind]))
+
+
+@reference.command("set")
+@kind_argument
+@click.argument("key")
+@click.option("--data", "data_text", required=True, metavar="JSON",
+              help="The record as a JSON object.")
+@click.pass_context
+def reference_set(ctx: click.Context, kind: str, key: str, data_text: str) -> None:
+    """Create or replace the record KEY of KIND; agents get it on their next pull."""
+    data = _json_object(data_text)
+    with open_store(ctx) as store:
+        version = store.upsert_reference(ReferenceKind(kind), key, data)
+    click.echo(f"{kind} {key} set (version {version})")
+
+
+@reference.command("delete")
+@kind_argument
+@click.argument("key")
+@click.pass_context
+def reference_delete(ctx: click.Context, kind: str, key: str) -> None:
+    """Delete the record KEY of KIND; agents drop it on their next pull."""
+    with open_store(ctx) as store:
+        version = store.delete_reference(ReferenceKind(kind), key)
+    click.echo(f"{kind} {key} deleted (version {version})")
+
+
+@reference.command("list")
+@click.option("--since", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Only changes after this cursor (version).")
+@json_option
+@click.pass_context
+def reference_list(ctx: click.Context, since: int, as_json: bool) -> None:
+    """List reference changes after --since, oldest first (deletions included)."""
+    items = []
+    with open_store(ctx) as store:
+        cursor, more = since, True
+        while more:
+            page, cursor, more = store.reference_since(cursor, REFERENCE_LIST_PAGE)
+            items.extend(page)
+    if as_json:
+        emit_json({"items": items, "cursor": cursor})
+        return
+    if not items:
+        click.echo(f"no changes after version {since}")
+    for item in items:
+        state = "deleted" if item.deleted else json.dumps(item.data, ensure_ascii=False)
+        click.echo(f"{item.version:>6} {item.kind.value:<7} {item.key:<20} {state}")
+
+
+# --- visits and events ---------------------------------------------------------------------
+
+
+def _day(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None or value == "today":
+        return value
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not YYYY-MM-DD or 'today'") from None
+
+
+def _local_day(store: CentralStore, day: str | None) -> date | None:
+    """The day asked for; 'today' by the centre's clock in the municipality's calendar."""
+    if day is None:
+        return None
+    if day == "today":
+        return store.now().astimezone(ZoneInfo(DEFAULT_DAY_ZONE)).date()
+    return date.fromisoformat(day)
+
+
+@main.command("visits")
+@click.option("--day", callback=_day, default=None, metavar="YYYY-MM-DD|today",
+              help=f"Only visits that began on this day ({DEFAULT_DAY_ZONE} calendar).")
+@click.option("--client", "client_ref", default=None, metavar="REF", help="Only this client.")
+@click.option("--staff", "staff_ref", default=None, metavar="REF", help="Only this staff member.")
+@json_option
+@click.pass_context
+def visits_cmd(ctx: click.Context, day: str | None, client_ref: str | None,
+               staff_ref: str | None, as_json: bool) -> None:
+    """Visits rebuilt from the events the agents pushed (routine section 5)."""
+    with open_store(ctx) as store:
+        rows = store.visits(day=_local_day(store, day), client_ref=client_ref,
+                            staff_ref=staff_ref)
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        click.echo("no visits")
+        return
+    click.echo(f"{'client':<12} {'staff':<12} {'arrived':<17} {'departed':<17} status")
+    for v in rows:
+        click.echo(f"{v.client_ref:<12} {v.staff_ref:<12} {_when(v.arrived_at):<17} "
+                   f"{_when(v.departed_at):<17} {v.status}")
+
+
+@main.command("events")
+@click.option("--device", "device_name", default=None, metavar="NAME",
+              help="Only events of this device.")
+@click.option("--kind", default=None, help="Only events of this kind, e.g. visit.arrived.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=100, show_default=True,
+              help="At most this many, in the order received.")
+@json_option
+@click.pass_context
+def events_cmd(ctx: click.Context, device_name: str | None, kind: str | None, limit: int,
+               as_json: bool) -> None:
+    """The events received from the agents, as stored."""
+    with open_store(ctx) as store:
+        rows = store.events(device=device_name, kind=kind, limit=limit)
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        click.echo("no events")
+    for e in rows:
+        click.echo(f"{e['event_id']} {e['device']:<16} {e['kind']:<24} {_when(e['best_at'])} "
+                   f"({e['quality']})")
