@@ -556,7 +556,10 @@ def sim_pn532(uid: str, product: str, uri: str | None, text: str | None, garbage
 @main.command("demo")
 @click.pass_context
 def demo(ctx: click.Context) -> None:
-    """Run the agent end to end on simulated tags and a temporary SQLite store."""
+    """The main job end to end: a centre on SQLite and an agent on simulated tags.
+
+    Everything lives in a temporary folder and on loopback; nothing is left behind.
+    """
     from agent.demo import run_demo
 
     with errors_to_exit(_debug(ctx)):

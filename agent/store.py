@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 
 from agent.clock import Stamp
+from routine import reference
 from routine.timekeeping import Anchor
 
 if TYPE_CHECKING:  # the store needs no sync code, only the shape of a reference item
@@ -38,7 +39,6 @@ DB_NAME = "agent.db"
 # the other's transaction rather than failing a tap.
 BUSY_TIMEOUT_S = 10.0
 
-LOCK_STATUSES = ("pending", "impossible", "installed", "none")
 REFERENCE_CURSOR_KEY = "reference_cursor"
 
 
@@ -46,8 +46,15 @@ class StoreError(Exception):
     """Root of the store's errors; the message says what to do."""
 
 
-class ReferenceDataError(StoreError):
-    """An import file that does not hold valid reference data."""
+class ReferenceDataError(StoreError, reference.ReferenceDataError):
+    """An import file that does not hold valid reference data (:mod:`routine.reference`).
+
+    Also a :class:`routine.reference.ReferenceDataError` (a ``ValueError``).
+    """
+
+
+# The sections of the agent's import file: locks reach the agent from the centre only.
+IMPORT_SECTIONS = ("clients", "tags", "staff")
 
 
 def new_id() -> str:
@@ -612,12 +619,12 @@ def _utc_now() -> str:
 
 # --- reference items from the centre ------------------------------------------------------
 
-# kind -> (table, primary key column, the import section its data is validated as)
+# kind -> table; its primary key column is the kind's key field (routine.reference)
 _REFERENCE_TABLES = {
-    "client": ("clients", "ref", "clients"),
-    "tag": ("tags", "uid", "tags"),
-    "staff": ("staff", "badge_uid", "staff"),
-    "lock": ("locks", "serial", None),
+    reference.CLIENT: "clients",
+    reference.TAG: "tags",
+    reference.STAFF: "staff",
+    reference.LOCK: "locks",
 }
 
 
@@ -637,24 +644,14 @@ def _reference_row(item: ReferenceItem) -> _ReferenceRow | None:
         if kind not in _REFERENCE_TABLES:
             raise ReferenceDataError(f"unknown kind; expected one of "
                                      f"{', '.join(_REFERENCE_TABLES)}")
-        table, pk, section = _REFERENCE_TABLES[kind]
-        key = _hex_uid(item.key, where) if pk in ("uid", "badge_uid") else item.key.strip()
-        if not key:
-            raise ReferenceDataError("empty key")
+        table, pk = _REFERENCE_TABLES[kind], reference.KEY_FIELDS[kind]
+        key = reference.normalise_key(kind, item.key, where)
         if item.deleted:
             return _ReferenceRow(table, pk, key, None)
-        if section is None:  # lock
-            state = item.data.get("state", "")
-            client_ref = item.data.get("client_ref")
-            if not isinstance(state, str) or not (client_ref is None
-                                                  or isinstance(client_ref, str)):
-                raise ReferenceDataError("lock data needs state and client_ref as strings")
-            return _ReferenceRow(table, pk, key, {"client_ref": client_ref, "state": state})
-        parsed = _validate_reference({section: [{**item.data, pk: key}]})
-        values = next(rows for rows in parsed if rows)[0]
+        _, values = reference.validate_record(kind, {**item.data, pk: key}, where)
         values.pop(pk)
         return _ReferenceRow(table, pk, key, values)
-    except ReferenceDataError as exc:
+    except reference.ReferenceDataError as exc:
         log.error("%s skipped: %s; the centre sent data this agent cannot use", where, exc)
         return None
 
@@ -694,70 +691,16 @@ def _visit(row: sqlite3.Row) -> Visit:
     )
 
 
-def _hex_uid(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise ReferenceDataError(f"{where}: uid must be a hex string, got {value!r}")
-    uid = value.replace(":", "").replace(" ", "").upper()
-    try:
-        raw = bytes.fromhex(uid)
-    except ValueError:
-        raise ReferenceDataError(f"{where}: uid {value!r} is not hex") from None
-    if len(raw) not in (4, 7, 10):
-        raise ReferenceDataError(
-            f"{where}: uid {value!r} has {len(raw)} bytes; NFC-A UIDs have 4, 7 or 10"
-        )
-    return uid
-
-
-def _require_str(item: dict[str, Any], key: str, where: str) -> str:
-    value = item.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise ReferenceDataError(f"{where}: '{key}' is required and must be a non-empty string")
-    return value.strip()
-
-
 def _validate_reference(
     data: dict[str, Any],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    if not isinstance(data, dict):
-        raise ReferenceDataError("reference data must be an object with clients, tags, staff")
-    unknown = set(data) - {"clients", "tags", "staff"}
-    if unknown:
-        raise ReferenceDataError(
-            f"unknown sections {sorted(unknown)}; expected clients, tags, staff"
-        )
-    clients, tags, staff = [], [], []
-    for i, c in enumerate(data.get("clients", [])):
-        where = f"clients[{i}]"
-        if not isinstance(c, dict):
-            raise ReferenceDataError(f"{where}: must be an object")
-        status = c.get("lock_status", "pending")
-        if status not in LOCK_STATUSES:
-            raise ReferenceDataError(
-                f"{where}: lock_status {status!r} is not one of {', '.join(LOCK_STATUSES)}"
-            )
-        clients.append({
-            "ref": _require_str(c, "ref", where),
-            "display_name": str(c.get("display_name", "")),
-            "lock_status": status,
-        })
-    for i, t in enumerate(data.get("tags", [])):
-        where = f"tags[{i}]"
-        if not isinstance(t, dict):
-            raise ReferenceDataError(f"{where}: must be an object")
-        tags.append({
-            "uid": _hex_uid(t.get("uid"), where),
-            "client_ref": _require_str(t, "client_ref", where),
-            "active": 1 if t.get("active", True) else 0,
-        })
-    for i, s in enumerate(data.get("staff", [])):
-        where = f"staff[{i}]"
-        if not isinstance(s, dict):
-            raise ReferenceDataError(f"{where}: must be an object")
-        staff.append({
-            "badge_uid": _hex_uid(s.get("badge_uid"), where),
-            "staff_ref": _require_str(s, "staff_ref", where),
-            "display_name": str(s.get("display_name", "")),
-            "active": 1 if s.get("active", True) else 0,
-        })
-    return clients, tags, staff
+    """The clients, tags and staff of an import file, validated by the routine's rules."""
+    try:
+        records = reference.validate_reference(data, IMPORT_SECTIONS)
+    except reference.ReferenceDataError as exc:
+        raise ReferenceDataError(str(exc)) from None
+    by_kind: dict[str, list[dict[str, Any]]] = {reference.CLIENT: [], reference.TAG: [],
+                                                reference.STAFF: []}
+    for record in records:
+        by_kind[record.kind].append(record.data)
+    return by_kind[reference.CLIENT], by_kind[reference.TAG], by_kind[reference.STAFF]

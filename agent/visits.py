@@ -140,6 +140,9 @@ class Registrar:
 
     def handle(self, tap: Tap) -> Decision:
         stamp = self.clock.now()
+        # Verify the originality signature (pure-Python ECDSA, ~0.5 ms) before taking
+        # the write lock; the calls inside the transaction then hit the cache.
+        self._signer(tap)
         with self.store.transaction() as conn:
             decision = self._decide(conn, tap, stamp)
             self.store.log_tap(

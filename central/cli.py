@@ -16,7 +16,6 @@ from dataclasses import asdict, is_dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import click
 
@@ -350,7 +349,7 @@ def _local_day(store: CentralStore, day: str | None) -> date | None:
     if day is None:
         return None
     if day == "today":
-        return store.now().astimezone(ZoneInfo(DEFAULT_DAY_ZONE)).date()
+        return store.today()
     return date.fromisoformat(day)
 
 

@@ -2,12 +2,15 @@
 
 The HTTP API maps them to answers (``Unauthorized`` -> 401, ``Forbidden`` -> 403,
 ``DeviceExists`` -> 409, ``UnknownDevice``/``UnknownReference`` -> 404,
-``ReferenceDataError`` -> 422, ``DatabaseUnavailable`` -> 503 with a retry hint),
-the CLI maps them to exit codes. ``CentralError`` itself is raised for input the
-caller must correct (a device name or role the centre does not accept).
+``ReferenceDataError``/``InvalidClockSample`` -> 422, ``DatabaseUnavailable`` -> 503
+with a retry hint), the CLI maps them to exit codes. ``CentralError`` itself is
+raised for input the caller must correct (a device name or role the centre does not
+accept).
 """
 
 from __future__ import annotations
+
+from routine import reference
 
 
 class CentralError(Exception):
@@ -30,8 +33,22 @@ class UnknownDevice(CentralError):
     """No device of that name is enrolled."""
 
 
-class ReferenceDataError(CentralError):
-    """Reference data that does not validate; nothing was changed."""
+class ReferenceDataError(CentralError, reference.ReferenceDataError):
+    """Reference data that does not validate (:mod:`routine.reference`); nothing was changed.
+
+    Also a :class:`routine.reference.ReferenceDataError` (a ``ValueError``), so either
+    ``except`` clause catches it.
+    """
+
+
+class UnstorableReference(ReferenceDataError):
+    """Reference data the databases cannot hold as sent (NUL, lone surrogates, NaN,
+    deep nesting: :mod:`central.storable`); nothing was changed."""
+
+
+class InvalidClockSample(CentralError):
+    """A pushed clock sample the store cannot keep (see :mod:`central.storable`);
+    nothing of the batch was stored."""
 
 
 class UnknownReference(CentralError):

@@ -22,7 +22,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from central.api import create_app
+from central.http.app import create_app
 from central.store import CentralStore
 
 log = logging.getLogger(__name__)

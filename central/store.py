@@ -14,6 +14,10 @@ What must hold on both, and how:
   sample from a boot re-corrects that boot's unsynchronised events and their visits.
 - **Reference versions commit in order.** Writers lock the one-row counter, so a
   reader paging by cursor never passes a version that is still in flight.
+- **Hostile data never reaches a statement.** What the databases cannot hold as sent
+  (:mod:`central.storable`) is a per-event rejection, or an error for a clock sample
+  or reference data, before any transaction starts; reference records are checked
+  by the routine's one definition (:mod:`routine.reference`).
 """
 
 from __future__ import annotations
@@ -40,11 +44,15 @@ from central.errors import (
     DatabaseUnavailable,
     DeviceExists,
     Forbidden,
+    InvalidClockSample,
     ReferenceDataError,
     Unauthorized,
     UnknownDevice,
     UnknownReference,
+    UnstorableReference,
 )
+from central.storable import bad_text, unstorable_clock, unstorable_event, unstorable_json
+from routine import reference
 from routine.timekeeping import Anchor, Quality, best_anchor, best_time
 from routine.visits import VISIT_KINDS, VisitEvent, VisitRecord, fold
 from sync.protocol import (
@@ -73,21 +81,9 @@ DEFAULT_DAY_ZONE = "Europe/Stockholm"
 # batch (sync.protocol.MAX_BATCH = 500) fits in one.
 IN_CHUNK = 500
 
-# Reference data (the same format as the agent's `import-reference`, plus locks).
-LOCK_STATUSES = ("pending", "impossible", "installed", "none")
-UID_BYTES = (4, 7, 10)  # NFC-A UIDs are single, double or triple size
-MAX_KEY_LENGTH = 128  # reference_items.key
+# Reference data (the agent's `import-reference` format, plus locks): routine.reference.
 SECTIONS: dict[str, ReferenceKind] = {
-    "clients": ReferenceKind.CLIENT,
-    "tags": ReferenceKind.TAG,
-    "staff": ReferenceKind.STAFF,
-    "locks": ReferenceKind.LOCK,
-}
-KEY_FIELDS: dict[ReferenceKind, str] = {
-    ReferenceKind.CLIENT: "ref",
-    ReferenceKind.TAG: "uid",
-    ReferenceKind.STAFF: "badge_uid",
-    ReferenceKind.LOCK: "serial",
+    section: ReferenceKind(kind) for section, kind in reference.SECTIONS.items()
 }
 
 _DEVICE_NAME: pydantic.TypeAdapter[str] = pydantic.TypeAdapter(DeviceName)
@@ -206,9 +202,23 @@ class CentralStore:
         return self._clock()
 
     @property
+    def day_zone(self) -> tzinfo:
+        """The zone whose calendar days :meth:`visits` filters by."""
+        return self._zone
+
+    def today(self) -> date:
+        """Today by the centre's clock, in the day zone's calendar."""
+        return self.now().astimezone(self._zone).date()
+
+    @property
     def dialect(self) -> str:
         """``sqlite`` or ``postgresql``."""
         return self._engine.dialect.name
+
+    def ping(self) -> None:
+        """A cheap round trip (``SELECT 1``); DatabaseUnavailable if the database is down."""
+        with self._read() as conn:
+            conn.execute(sa.select(sa.literal(1))).scalar_one()
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -299,13 +309,20 @@ class CentralStore:
                clock: ClockSample | None) -> IngestResult:
         """Store a batch from ``device`` once each, durably, before returning.
 
-        Events naming another device are rejected and never stored; so is an id
-        already held for another device. ``clock`` (a sync round trip of the device)
-        becomes the boot's anchor when it is the best yet, and re-corrects the times
-        of that boot's unsynchronised events and their visits.
+        Events the databases cannot hold as sent (:mod:`central.storable`) are
+        rejected with the reason, as are events naming another device and ids
+        already held for another device; none of them is stored. ``clock`` (a sync
+        round trip of the device) becomes the boot's anchor when it is the best yet,
+        and re-corrects the times of that boot's unsynchronised events and their
+        visits; a clock sample the store cannot keep raises InvalidClockSample and
+        nothing of the batch is stored.
         """
+        if clock is not None and (reason := unstorable_clock(clock)):
+            raise InvalidClockSample(f"clock: {reason}")
         now = self.now()
-        mine, rejected = _own_events(device.name, events)
+        storable, unstorable = _storable_events(device.name, events)
+        mine, foreign = _own_events(device.name, storable)
+        rejected = unstorable + foreign
         with self._write() as conn:
             _claim_device(conn, device.name, now)
             refold = _take_anchor(conn, device.name, clock, now) if clock else set()
@@ -367,7 +384,10 @@ class CentralStore:
         keep their version (agents do not download them again). Returns the count
         per section and ``changed``, the number of records given a new version.
         """
-        puts = validate_reference(data)
+        _check_storable(data)
+        with _validated():
+            puts = [_Put(ReferenceKind(r.kind), r.key, r.data)
+                    for r in reference.validate_reference(data)]
         with self._write() as conn:
             _, changed = _put_reference(conn, puts, self.now())
         counts = {section: sum(p.kind == kind for p in puts) for section, kind in SECTIONS.items()}
@@ -377,11 +397,16 @@ class CentralStore:
 
     def upsert_reference(self, kind: ReferenceKind, key: str, data: dict[str, Any]) -> int:
         """Create or replace one record; returns its version (unchanged data keeps it)."""
+        _check_storable(data)
+        _check_key(key)
         kind = _reference_kind(kind)
-        field = KEY_FIELDS[kind]
+        field = reference.KEY_FIELDS[kind]
         given = data.get(field, key)
-        record_key, record = _validate_item(kind, {**data, field: given}, f"{kind} {key}")
-        if record_key != _normalise_key(kind, key):
+        with _validated():
+            record_key, record = reference.validate_record(kind, {**data, field: given},
+                                                           f"{kind} {key}")
+            same = record_key == reference.normalise_key(kind, key)
+        if not same:
             raise ReferenceDataError(
                 f"{kind} {key}: the data's {field} {given!r} differs from the key; "
                 "give the same value in both"
@@ -392,8 +417,10 @@ class CentralStore:
 
     def delete_reference(self, kind: ReferenceKind, key: str) -> int:
         """Replace a record by a tombstone with a new version; agents then remove it."""
+        _check_key(key)
         kind = _reference_kind(kind)
-        record_key = _normalise_key(kind, key)
+        with _validated():
+            record_key = reference.normalise_key(kind, key)
         with self._write() as conn:
             versions, _ = _put_reference(conn, [_Put(kind, record_key, {}, deleted=True)],
                                          self.now())
@@ -508,6 +535,21 @@ def _claim_device(conn: Connection, name: str, now: datetime) -> None:
 
 
 # --- ingest ------------------------------------------------------------------------------
+
+
+def _storable_events(name: str,
+                     events: Iterable[Event]) -> tuple[list[Event], list[Rejection]]:
+    """The events the databases can hold as sent; rejections, with reasons, for the rest."""
+    fine: list[Event] = []
+    refused: list[Rejection] = []
+    for e in events:
+        if reason := unstorable_event(e):
+            log.warning("device %s sent event %s that cannot be stored (%s); rejected", name,
+                        e.event_id, reason)
+            refused.append(Rejection(event_id=e.event_id, reason=reason))
+        else:
+            fine.append(e)
+    return fine, refused
 
 
 def _own_events(name: str, events: Iterable[Event]) -> tuple[list[Event], list[Rejection]]:
@@ -769,34 +811,27 @@ def _current_reference(conn: Connection,
 # --- reference data: validation ----------------------------------------------------------
 
 
-def validate_reference(data: Any) -> list[_Put]:
-    """Check a whole reference file; the records to write, or ReferenceDataError."""
-    if not isinstance(data, dict):
-        raise ReferenceDataError(
-            "reference data must be an object with clients, tags, staff and locks"
-        )
-    unknown = set(data) - set(SECTIONS)
-    if unknown:
-        raise ReferenceDataError(
-            f"unknown sections {sorted(unknown)}; expected {', '.join(SECTIONS)}"
-        )
-    puts: list[_Put] = []
-    for section, kind in SECTIONS.items():
-        items = data.get(section, [])
-        if not isinstance(items, list):
-            raise ReferenceDataError(f"{section} must be a list of objects")
-        seen: dict[str, int] = {}
-        for i, item in enumerate(items):
-            where = f"{section}[{i}]"
-            key, record = _validate_item(kind, item, where)
-            if key in seen:
-                raise ReferenceDataError(
-                    f"{where}: {KEY_FIELDS[kind]} {key} also in {section}[{seen[key]}]; "
-                    "keep one of them"
-                )
-            seen[key] = i
-            puts.append(_Put(kind, key, record))
-    return puts
+@contextmanager
+def _validated() -> Iterator[None]:
+    """The routine's ReferenceDataError as the store's (a CentralError, same message)."""
+    try:
+        yield
+    except reference.ReferenceDataError as exc:
+        if isinstance(exc, ReferenceDataError):
+            raise
+        raise ReferenceDataError(str(exc)) from None
+
+
+def _check_storable(data: Any) -> None:
+    """UnstorableReference unless the databases can hold ``data`` as sent."""
+    if reason := unstorable_json(data):
+        raise UnstorableReference(f"data {reason}")
+
+
+def _check_key(key: str) -> None:
+    """UnstorableReference unless the databases can compare and hold ``key``."""
+    if reason := bad_text(key):
+        raise UnstorableReference(f"key {reason}")
 
 
 def _reference_kind(kind: ReferenceKind | str) -> ReferenceKind:
@@ -806,97 +841,3 @@ def _reference_kind(kind: ReferenceKind | str) -> ReferenceKind:
         raise ReferenceDataError(
             f"unknown reference kind {kind!r}; one of {', '.join(k.value for k in ReferenceKind)}"
         ) from None
-
-
-def _validate_item(kind: ReferenceKind, item: Any, where: str) -> tuple[str, dict[str, Any]]:
-    """(key, normalised record) of one reference record."""
-    if not isinstance(item, dict):
-        raise ReferenceDataError(f"{where}: must be an object")
-    record = _VALIDATORS[kind](item, where)
-    return record[KEY_FIELDS[kind]], record
-
-
-def _normalise_key(kind: ReferenceKind, key: str) -> str:
-    if kind in (ReferenceKind.TAG, ReferenceKind.STAFF):
-        return _hex_uid(key, f"{kind} {key}")
-    return _key_str({"key": key}, "key", f"{kind} {key}")
-
-
-def _client(item: dict[str, Any], where: str) -> dict[str, Any]:
-    status = item.get("lock_status", "pending")
-    if status not in LOCK_STATUSES:
-        raise ReferenceDataError(
-            f"{where}: lock_status {status!r} is not one of {', '.join(LOCK_STATUSES)}"
-        )
-    return {"ref": _key_str(item, "ref", where),
-            "display_name": _optional_str(item, "display_name", where), "lock_status": status}
-
-
-def _tag(item: dict[str, Any], where: str) -> dict[str, Any]:
-    return {"uid": _hex_uid(item.get("uid"), where),
-            "client_ref": _key_str(item, "client_ref", where),
-            "active": _flag(item, "active", where)}
-
-
-def _staff(item: dict[str, Any], where: str) -> dict[str, Any]:
-    return {"badge_uid": _hex_uid(item.get("badge_uid"), where),
-            "staff_ref": _key_str(item, "staff_ref", where),
-            "display_name": _optional_str(item, "display_name", where),
-            "active": _flag(item, "active", where)}
-
-
-def _lock(item: dict[str, Any], where: str) -> dict[str, Any]:
-    client_ref = item.get("client_ref")
-    return {"serial": _key_str(item, "serial", where),
-            "client_ref": None if client_ref is None else _key_str(item, "client_ref", where),
-            "state": _key_str(item, "state", where)}
-
-
-_VALIDATORS: dict[ReferenceKind, Callable[[dict[str, Any], str], dict[str, Any]]] = {
-    ReferenceKind.CLIENT: _client,
-    ReferenceKind.TAG: _tag,
-    ReferenceKind.STAFF: _staff,
-    ReferenceKind.LOCK: _lock,
-}
-
-
-def _hex_uid(value: Any, where: str) -> str:
-    """An NFC UID as upper-case hex without separators (as the agent stores it)."""
-    if not isinstance(value, str):
-        raise ReferenceDataError(f"{where}: uid must be a hex string, got {value!r}")
-    uid = value.replace(":", "").replace(" ", "").upper()
-    try:
-        raw = bytes.fromhex(uid)
-    except ValueError:
-        raise ReferenceDataError(f"{where}: uid {value!r} is not hex") from None
-    if len(raw) not in UID_BYTES:
-        raise ReferenceDataError(
-            f"{where}: uid {value!r} has {len(raw)} bytes; NFC-A UIDs have 4, 7 or 10"
-        )
-    return uid
-
-
-def _key_str(item: dict[str, Any], field: str, where: str) -> str:
-    value = item.get(field)
-    if not isinstance(value, str) or not value.strip():
-        raise ReferenceDataError(f"{where}: '{field}' is required and must be a non-empty string")
-    value = value.strip()
-    if len(value) > MAX_KEY_LENGTH:
-        raise ReferenceDataError(f"{where}: '{field}' is longer than {MAX_KEY_LENGTH} characters")
-    return value
-
-
-def _optional_str(item: dict[str, Any], field: str, where: str) -> str:
-    value = item.get(field, "")
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ReferenceDataError(f"{where}: '{field}' must be a string")
-    return value
-
-
-def _flag(item: dict[str, Any], field: str, where: str) -> bool:
-    value = item.get(field, True)
-    if not isinstance(value, bool | int):
-        raise ReferenceDataError(f"{where}: '{field}' must be true or false")
-    return bool(value)

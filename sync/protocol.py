@@ -61,7 +61,15 @@ DeviceName = Annotated[str, AfterValidator(_name)]
 
 
 class Model(BaseModel):
+    """Requests: strict, unknown fields are an error the sender must hear about."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Answer(BaseModel):
+    """Answers: a newer centre may add fields; an older agent ignores them."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class Event(Model):
@@ -94,19 +102,19 @@ class PushRequest(Model):
     events: list[Event] = Field(max_length=MAX_BATCH)
 
 
-class Rejection(Model):
+class Rejection(Answer):
     event_id: str
     reason: str
 
 
-class PushResponse(Model):
+class PushResponse(Answer):
     protocol: int = PROTOCOL_VERSION
     stored: list[str]  # every id of the batch now durably held (new or already there)
     rejected: list[Rejection] = []
     server_time: AwareDatetime
 
 
-class ClockResponse(Model):
+class ClockResponse(Answer):
     protocol: int = PROTOCOL_VERSION
     server_time: AwareDatetime
 
@@ -118,7 +126,7 @@ class ReferenceKind(StrEnum):
     LOCK = "lock"
 
 
-class ReferenceItem(Model):
+class ReferenceItem(Answer):
     """One changed reference record. ``deleted`` items are to be removed."""
 
     kind: ReferenceKind
@@ -128,7 +136,7 @@ class ReferenceItem(Model):
     data: dict[str, Any] = {}
 
 
-class ReferencePage(Model):
+class ReferencePage(Answer):
     protocol: int = PROTOCOL_VERSION
     items: list[ReferenceItem]
     cursor: int  # pass as ``since`` next time
@@ -136,7 +144,7 @@ class ReferencePage(Model):
     server_time: AwareDatetime
 
 
-class ProblemDetail(Model):
+class ProblemDetail(Answer):
     """Every 4xx/5xx answer: what happened and what to do."""
 
     error: str

@@ -17,6 +17,7 @@ from agent.store import (
     StoreError,
     migrate,
 )
+from routine import reference
 from routine.timekeeping import Anchor
 from sync.protocol import ReferenceItem
 from tests.conftest import INSTALLED_TAG as INSTALLED
@@ -90,6 +91,14 @@ def test_outbox_pending_and_mark_sent(store):
         ({"clients": [{"display_name": "x"}]}, "'ref' is required"),
         ({"people": []}, "unknown sections"),
         ([], "must be an object"),
+        # the routine's one definition (routine.reference), as at the centre:
+        ({"locks": []}, "expected clients, tags, staff"),  # locks come from the centre only
+        ({"tags": [{"uid": "04111111111111", "client_ref": "K-1"},
+                   {"uid": "04:11:11:11:11:11:11", "client_ref": "K-2"}]}, "also in tags"),
+        ({"clients": [{"ref": "K-9", "display_name": 42}]}, "'display_name' must be a string"),
+        ({"staff": [{"badge_uid": "0A0B0C0F", "staff_ref": "P", "active": "no"}]},
+         "'active' must be true or false"),
+        ({"clients": {"ref": "K-9"}}, "clients must be a list"),
     ],
 )
 def test_bad_reference_data_changes_nothing(store, data, message):
@@ -97,6 +106,20 @@ def test_bad_reference_data_changes_nothing(store, data, message):
     with pytest.raises(ReferenceDataError, match=message):
         store.import_reference(data, "now")
     assert store.reference_counts() == before
+
+
+def test_reference_errors_are_the_routines_too(store):
+    with pytest.raises(reference.ReferenceDataError) as caught:
+        store.import_reference({"tags": [{"uid": "zz", "client_ref": "K"}]}, "now")
+    assert isinstance(caught.value, ReferenceDataError)
+    assert isinstance(caught.value, StoreError)
+
+
+def test_missing_display_name_is_empty_and_keys_are_stripped(store):
+    store.import_reference({"clients": [{"ref": " K-9 ", "display_name": None}],
+                            "tags": [{"uid": "04999999999999", "client_ref": "K-9 "}]}, "t")
+    client, _ = store.client_for_tag("04999999999999")
+    assert (client.ref, client.display_name) == ("K-9", "")
 
 
 def test_reference_upsert_normalises_uids(store):
@@ -178,6 +201,16 @@ def test_unusable_reference_item_is_skipped_not_blocking(store, caplog):
     assert store.reference_cursor() == 7
     assert store.reference_counts()["clients"] == 4  # K-5 only
     assert "not hex" in caplog.text and "lock_status" in caplog.text
+
+
+def test_a_lock_item_is_validated_like_the_centres(store, caplog):
+    store.apply_reference([
+        _item("lock", "LK-1", client_ref="K-1"),  # no state: the centre never sends that
+        _item("lock", " LK-2 ", state="pending"),
+    ], cursor=3)
+    assert [(lk["serial"], lk["client_ref"], lk["state"]) for lk in store.locks()] == [
+        ("LK-2", None, "pending")]
+    assert "'state' is required" in caplog.text
 
 
 def test_reference_page_and_cursor_are_one_transaction(store, monkeypatch):

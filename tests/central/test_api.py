@@ -316,6 +316,29 @@ def test_unstorable_events_are_rejected_not_stored(centre: Centre) -> None:
     assert centre.store.event_count() == 0
 
 
+def test_an_unstorable_clock_sample_is_422_and_stores_nothing(centre: Centre) -> None:
+    sample = {"boot_id": "boot-1", "boottime_ns": 2**63, "server_time": CENTRE_T0.isoformat(),
+              "rtt_ns": 1}
+    response = centre.http.post("/v1/events", json={**push_body([event()]), "clock": sample},
+                                headers=auth(centre.device_token))
+    problem = assert_problem(response, 422, "clock: a count exceeds 64 bits",
+                             "send the clock sample as measured, or none")
+    assert problem.error == "invalid_request"
+    assert centre.store.event_count() == 0
+
+
+def test_unstorable_reference_data_is_422_and_changes_nothing(centre: Centre) -> None:
+    admin = auth(centre.admin_token)
+    bad = {"clients": [{"ref": "K-1", "display_name": "Kar\x00in"}]}
+    for response in (centre.http.post("/v1/admin/reference", json=bad, headers=admin),
+                     centre.http.put("/v1/admin/reference/client/K-1", json=bad["clients"][0],
+                                     headers=admin)):
+        problem = assert_problem(response, 422, "data contains a NUL character",
+                                 "send plain JSON data; nothing was changed")
+        assert problem.error == "invalid_reference"
+    assert centre.store.reference_since(0, 10) == ([], 0, False)
+
+
 # --- reference data and visits ---------------------------------------------------------
 
 
@@ -441,7 +464,8 @@ def test_every_answer_carries_the_centres_clock(centre: Centre, method: str, pat
 def test_health_checks_the_database(centre: Centre) -> None:
     response = centre.http.get("/healthz")
     assert response.status_code == 200
-    assert response.json()["database"] == centre.store.dialect
+    assert response.json() == {"status": "ok", "database": centre.store.dialect,
+                               "server_time": CENTRE_T0.isoformat().replace("+00:00", "Z")}
 
 
 @pytest.fixture
@@ -469,7 +493,7 @@ def test_database_down_is_503_with_advice(unreachable_database: CentralStore) ->
 class BrokenStore(CentralStore):
     """A store with a bug: the centre must still answer with a problem, not a traceback."""
 
-    def list_devices(self) -> list[Any]:
+    def ping(self) -> None:
         raise RuntimeError("secret internal detail")
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -33,7 +34,7 @@ from central.errors import (
     UnknownDevice,
     UnknownReference,
 )
-from central.store import CentralStore, DeviceInfo
+from central.store import DEFAULT_DAY_ZONE, CentralStore, DeviceInfo
 from routine.timekeeping import Quality
 from routine.visits import VisitEvent, fold
 from sync.protocol import ClockSample, Event, ReferenceKind
@@ -589,3 +590,37 @@ def test_the_stepping_clock_is_the_store_clock(central_store, central_clock: Ste
     assert central_store.now() == T0
     central_clock.advance(5)
     assert central_store.now() == T0 + timedelta(seconds=5)
+
+
+# --- health and the calendar ---------------------------------------------------------------
+
+
+def test_ping_answers_when_the_database_does(central_store):
+    assert central_store.ping() is None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ping_of_an_unreachable_database_is_unavailable(backend, tmp_path):
+    where = "postgresql://nyckelfri@127.0.0.1:9/nowhere" if backend == "postgresql" else str(
+        tmp_path)  # the discard port (refused); a folder where the SQLite file should be
+    store = CentralStore(db.create_engine(db.database_url(where)), clock=SteppingClock())
+    try:
+        with pytest.raises(DatabaseUnavailable, match="unavailable"):
+            store.ping()
+    finally:
+        store.close()
+
+
+def test_today_is_the_store_clocks_day_in_the_day_zone(central_store, central_clock):
+    assert central_store.day_zone == ZoneInfo(DEFAULT_DAY_ZONE)
+    assert central_store.today() == date(2026, 11, 30)
+    central_clock.at = datetime(2026, 11, 30, 23, 30, tzinfo=UTC)  # 00:30 in Stockholm
+    assert central_store.today() == date(2026, 12, 1)
+
+
+def test_today_follows_the_day_zone_given(database_url):
+    zone = ZoneInfo("America/New_York")
+    clock = SteppingClock(datetime(2026, 12, 1, 3, 0, tzinfo=UTC))  # 22:00 on 30 November
+    with CentralStore.open(database_url, clock=clock, day_zone=zone) as store:
+        assert store.day_zone is zone
+        assert store.today() == date(2026, 11, 30)

@@ -1,0 +1,42 @@
+"""The centre's HTTP API: the sync endpoints of :mod:`sync.protocol` and administration.
+
+:func:`create_app` builds a FastAPI application over an injected
+:class:`~central.store.CentralStore`; nothing is opened at import time.
+
+Rules every answer follows:
+
+- the centre's clock is in every answer: ``server_time`` in JSON bodies (errors too)
+  and the ``X-Nyckelfri-Server-Time`` header (ISO 8601);
+- every 4xx/5xx body is a :class:`~sync.protocol.ProblemDetail` (error, detail,
+  advice); hostile or malformed requests get a 4xx with a reason, never a 500;
+- ``/v1`` routes need the ``X-Nyckelfri-Protocol`` header (426 otherwise);
+- a push is answered only after the store has durably stored the events.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from central.http import routes_admin, routes_sync
+from central.http.middleware import BodyLimit, ServerTimeHeader
+from central.http.problems import install_error_handlers
+from central.store import CentralStore
+from sync.protocol import MAX_BODY_BYTES, PROTOCOL_VERSION
+
+
+def create_app(store: CentralStore, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The centre's API over ``store`` (which the caller opens and closes)."""
+    app = FastAPI(
+        title="nyckelfri central",
+        version=str(PROTOCOL_VERSION),
+        description=__doc__,
+        docs_url=None, redoc_url=None,
+    )
+    app.state.store = store
+    app.include_router(routes_sync.router)
+    app.include_router(routes_admin.router)
+    app.include_router(routes_admin.operations)
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, limit=max_body_bytes, now=store.now)
+    app.add_middleware(ServerTimeHeader, now=store.now)
+    return app

@@ -1,0 +1,57 @@
+"""The sync endpoints of :mod:`sync.protocol`: the centre's clock, pushing events,
+pulling reference data. Hostile event data is the store's to refuse (per event)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from central.http.dependencies import DeviceDep, StoreDep, require_json
+from central.http.middleware import require_protocol
+from central.http.problems import AUTHED, COMMON, WITH_BODY, ApiProblem
+from central.storable import MAX_INT64
+from sync.protocol import (
+    MAX_REFERENCE_PAGE,
+    ClockResponse,
+    PushRequest,
+    PushResponse,
+    ReferencePage,
+)
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_protocol)], tags=["sync"])
+
+
+@router.get("/clock", response_model=ClockResponse, responses=COMMON)
+def clock(store: StoreDep) -> ClockResponse:
+    """The centre's clock, for the agent's offset measurement (no token needed)."""
+    return ClockResponse(server_time=store.now())
+
+
+@router.post("/events", response_model=PushResponse, responses=WITH_BODY,
+             dependencies=[Depends(require_json)])
+def push(body: PushRequest, device: DeviceDep, store: StoreDep) -> PushResponse:
+    """Store a batch of the device's events once each; answers after they are durable.
+
+    ``stored`` lists every id of the batch the centre now holds (new or already
+    there); ``rejected`` those it never will, with the reason.
+    """
+    if body.device_id != device.name:
+        raise ApiProblem(403, "wrong_device", f"the token belongs to {device.name!r}, the batch "
+                         f"to {body.device_id!r}", "push with the device's own token")
+    # The store rejects, per event, what it cannot hold and events of other devices;
+    # a clock sample it cannot keep is a 422 (InvalidClockSample).
+    result = store.ingest(device, body.events, body.clock)
+    return PushResponse(stored=list(result.stored), rejected=list(result.rejected),
+                        server_time=store.now())
+
+
+@router.get("/reference", response_model=ReferencePage, responses=AUTHED)
+def reference(
+    device: DeviceDep, store: StoreDep,
+    since: Annotated[int, Query(ge=0, le=MAX_INT64, description="cursor of the last page")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_REFERENCE_PAGE)] = MAX_REFERENCE_PAGE,
+) -> ReferencePage:
+    """Reference records changed after ``since``, oldest first."""
+    items, cursor, more = store.reference_since(since, limit)
+    return ReferencePage(items=items, cursor=cursor, more=more, server_time=store.now())
