@@ -1,6 +1,7 @@
 """The ``nyckelfri-central`` command line: thin commands over the central store.
 
-Exit codes: 0 ok, 2 usage error, 5 data or configuration error (bad input, unknown
+Exit codes: 0 ok, 2 usage error, 4 refused by the routine or by the principal's role
+and unit (:mod:`central.cli_routine`), 5 data or configuration error (bad input, unknown
 device or record, unreadable file), 6 database unavailable. Tracebacks only with
 ``--debug``.
 """
@@ -25,9 +26,11 @@ from central.store import DEFAULT_DAY_ZONE, CentralStore
 from sync.protocol import ReferenceKind
 
 EXIT_USAGE = 2
+EXIT_REFUSED = 4
 EXIT_DATA = 5
 EXIT_DATABASE = 6
 DEFAULT_DATABASE = "./nyckelfri-central.db"
+ACTING_AS_ENV = "NYCKELFRI_CENTRAL_AS"
 # Reference records fetched per round trip to the store by 'reference list'.
 REFERENCE_LIST_PAGE = 1000
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -71,16 +74,21 @@ def _setup_logging(debug: bool) -> None:
 @click.option("--database", envvar=DATABASE_ENV, default=DEFAULT_DATABASE, show_default=True,
               metavar="PATH|DSN",
               help=f"SQLite file, or a postgresql://... DSN (env {DATABASE_ENV}).")
+@click.option("--as", "acting_as", envvar=ACTING_AS_ENV, default=None, metavar="NAME",
+              help=f"Work the routine as this principal (env {ACTING_AS_ENV}); its role and "
+                   "unit apply. Commands take --as too.")
 @click.option("--debug", is_flag=True, help="Verbose logging and full tracebacks.")
 @click.version_option(package_name="nyckelfri")
 @click.pass_context
-def main(ctx: click.Context, database: str, debug: bool) -> None:
+def main(ctx: click.Context, database: str, acting_as: str | None, debug: bool) -> None:
     """nyckelfri-central: the central store and sync service of nyckelfri.
 
     Field agents push the visits they registered; administrators enrol devices,
     keep the reference data (clients, tags, staff, locks) and read the visits.
+    Assessors, providers, alarm administrators and fitters work the routine's
+    cases, binder, keys and tags (principal, case, client, inbox, binder, ...).
     """
-    ctx.obj = {"database": database, "debug": debug}
+    ctx.obj = {"database": database, "debug": debug, "as": acting_as}
     _setup_logging(debug)
 
 
@@ -399,3 +407,8 @@ def events_cmd(ctx: click.Context, device_name: str | None, kind: str | None, li
     for e in rows:
         click.echo(f"{e['event_id']} {e['device']:<16} {e['kind']:<24} {_when(e['best_at'])} "
                    f"({e['quality']})")
+
+
+# The routine's commands (principal, case, client, inbox, binder, keys, tags, ...) add
+# themselves to ``main``; at the end, so that they find everything above.
+import central.cli_routine  # noqa: E402, F401

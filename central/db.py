@@ -103,6 +103,7 @@ devices = sa.Table(
     "devices", metadata,
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("unit", sa.String(64), nullable=True),  # a principal's unit (migration 0002)
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),  # sha256 hex
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("revoked_at", UTCDateTime(), nullable=True),

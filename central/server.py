@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -116,6 +117,10 @@ def _serve_workers(database: str, host: str, port: int, *, tls: dict[str, Any], 
     config = _config("central.server:app_from_environment", host, port, tls=tls,
                      log_level=log_level, factory=True, workers=workers)
     sock = config.bind_socket()
+    # uvicorn binds with proto=0, so asyncio never sets TCP_NODELAY on accepted
+    # connections (Kludex/uvicorn#3149): Nagle then adds ~40 ms to every answer on a
+    # keep-alive connection. Accepted sockets inherit the option on Linux.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     uvicorn.supervisors.Multiprocess(config, sockets=[sock]).run()
 
 

@@ -28,7 +28,7 @@ import logging
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -67,7 +67,12 @@ from sync.protocol import (
 
 log = logging.getLogger(__name__)
 
-ROLES = ("device", "admin")
+ROLES = ("device", "admin", "assessor", "provider", "alarm_admin", "fitter")
+# The routine's roles (routine.flows.Role): a principal in one of them belongs to a unit
+# (a provider's "hemtjanst-nord", "larmgruppen", a "bestallarenhet"), and the routine
+# store (central.cases) lets it act only on that unit's cases, jobs and keys.
+UNIT_ROLES = ("assessor", "provider", "alarm_admin", "fitter")
+MAX_UNIT_LENGTH = 64  # devices.unit
 # 32 random bytes (256 bits): unguessable, so a fast hash (not a password hash) is
 # enough to keep a stolen database from yielding usable tokens.
 TOKEN_BYTES = 32
@@ -102,6 +107,7 @@ class DeviceInfo:
     revoked_at: datetime | None
     last_seen_at: datetime | None
     events: int  # events stored from this device
+    unit: str | None = None  # the principal's unit; always set for the routine's roles
 
     @property
     def is_admin(self) -> bool:
@@ -232,11 +238,15 @@ class CentralStore:
 
     # --- devices -------------------------------------------------------------------------
 
-    def add_device(self, name: str, role: str = "device") -> str:
-        """Enrol a device; returns its token, which is shown this once and never stored."""
-        _check_device(name, role)
+    def add_device(self, name: str, role: str = "device", unit: str | None = None) -> str:
+        """Enrol a device; returns its token, which is shown this once and never stored.
+
+        ``role`` is one of :data:`ROLES`; the routine's roles (:data:`UNIT_ROLES`) need
+        the ``unit`` the principal works for, the others may name one.
+        """
+        _check_device(name, role, unit)
         token = secrets.token_urlsafe(TOKEN_BYTES)
-        row = {"name": name, "role": role, "token_hash": _token_hash(token),
+        row = {"name": name, "role": role, "unit": unit, "token_hash": _token_hash(token),
                "created_at": self.now(), "event_count": 0}
         try:
             with self._write() as conn:
@@ -245,7 +255,7 @@ class CentralStore:
                 conn.execute(sa.insert(db.devices).values(row))
         except IntegrityError:  # enrolled by another process between check and insert
             raise _device_exists(name) from None
-        log.info("enrolled device %s as %s", name, role)
+        log.info("enrolled device %s as %s%s", name, role, f" of {unit}" if unit else "")
         return token
 
     def revoke_device(self, name: str) -> None:
@@ -300,8 +310,7 @@ class CentralStore:
         with self._write() as conn:
             conn.execute(sa.update(db.devices).where(db.devices.c.name == device.name)
                          .values(last_seen_at=now))
-        return DeviceInfo(device.name, device.role, device.created_at, device.revoked_at, now,
-                          device.events)
+        return replace(device, last_seen_at=now)
 
     # --- ingest --------------------------------------------------------------------------
 
@@ -460,6 +469,13 @@ def _translated(engine: Engine) -> Iterator[None]:
         if not (isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated):
             raise
         raise _unavailable(engine, exc) from exc
+    except sa.exc.TimeoutError as exc:
+        # every pooled connection busy for the pool's whole timeout: overload, not a
+        # bug; clients retry a 503 (with Retry-After) instead of logging a 500
+        raise DatabaseUnavailable(
+            f"database {db.safe_url(engine.url)} busy: no free connection in the pool "
+            f"({exc}); the centre is overloaded, retry shortly"
+        ) from exc
 
 
 def _unavailable(engine: Engine, exc: DBAPIError) -> DatabaseUnavailable:
@@ -487,7 +503,7 @@ def _check_schema(engine: Engine) -> None:
 # --- devices -----------------------------------------------------------------------------
 
 
-def _check_device(name: str, role: str) -> None:
+def _check_device(name: str, role: str, unit: str | None) -> None:
     try:
         _DEVICE_NAME.validate_python(name)
     except pydantic.ValidationError:
@@ -497,6 +513,25 @@ def _check_device(name: str, role: str) -> None:
         ) from None
     if role not in ROLES:
         raise CentralError(f"role {role!r} is not one of {', '.join(ROLES)}")
+    if unit is None:
+        if role in UNIT_ROLES:
+            raise CentralError(
+                f"a {role} works for a unit: give the unit (e.g. hemtjanst-nord, "
+                "larmgruppen, bestallarenhet)"
+            )
+        return
+    check_unit(unit)
+
+
+def check_unit(unit: str) -> str:
+    """``unit`` if it can name a principal's unit, else CentralError saying what is wrong."""
+    if (not isinstance(unit, str) or not unit.strip() or unit != unit.strip()
+            or len(unit) > MAX_UNIT_LENGTH or bad_text(unit)):
+        raise CentralError(
+            f"unit {unit!r} is not usable: 1-{MAX_UNIT_LENGTH} characters without leading or "
+            "trailing spaces"
+        )
+    return unit
 
 
 def _token_hash(token: str) -> str:
@@ -517,7 +552,7 @@ def _device_exists(name: str) -> DeviceExists:
 def _device_info(row: sa.Row[Any]) -> DeviceInfo:
     return DeviceInfo(name=row.name, role=row.role, created_at=row.created_at,
                       revoked_at=row.revoked_at, last_seen_at=row.last_seen_at,
-                      events=int(row.event_count))
+                      events=int(row.event_count), unit=row.unit)
 
 
 def _claim_device(conn: Connection, name: str, now: datetime) -> None:

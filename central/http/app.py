@@ -1,4 +1,5 @@
-"""The centre's HTTP API: the sync endpoints of :mod:`sync.protocol` and administration.
+"""The centre's HTTP API: the sync endpoints of :mod:`sync.protocol`, administration, and
+the routine (cases, binder, keys, tags, alerts, reports: :mod:`.routes_routine`).
 
 :func:`create_app` builds a FastAPI application over an injected
 :class:`~central.store.CentralStore`; nothing is opened at import time.
@@ -17,15 +18,21 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from central.http import routes_admin, routes_sync
+from central.cases.store import RoutineStore
+from central.http import routes_admin, routes_routine, routes_sync
 from central.http.middleware import BodyLimit, ServerTimeHeader
 from central.http.problems import install_error_handlers
 from central.store import CentralStore
 from sync.protocol import MAX_BODY_BYTES, PROTOCOL_VERSION
 
 
-def create_app(store: CentralStore, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
-    """The centre's API over ``store`` (which the caller opens and closes)."""
+def create_app(store: CentralStore, *, max_body_bytes: int = MAX_BODY_BYTES,
+               routine: RoutineStore | None = None) -> FastAPI:
+    """The centre's API over ``store`` (which the caller opens and closes).
+
+    ``routine`` is the routine store over ``store`` (default: one with the default
+    units and key policy).
+    """
     app = FastAPI(
         title="nyckelfri central",
         version=str(PROTOCOL_VERSION),
@@ -33,8 +40,10 @@ def create_app(store: CentralStore, *, max_body_bytes: int = MAX_BODY_BYTES) -> 
         docs_url=None, redoc_url=None,
     )
     app.state.store = store
+    app.state.routine = routine or RoutineStore(store)
     app.include_router(routes_sync.router)
     app.include_router(routes_admin.router)
+    app.include_router(routes_routine.router)
     app.include_router(routes_admin.operations)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=max_body_bytes, now=store.now)

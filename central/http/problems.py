@@ -19,6 +19,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from central.cases.errors import (
+    AccessDenied,
+    CaseConflict,
+    DoubleBooking,
+    ImplementationConflict,
+    KeyNumberBound,
+    NoKeysBound,
+    TagNotIssuable,
+    TagStockEmpty,
+    UnknownRecord,
+)
 from central.errors import (
     CentralError,
     DatabaseUnavailable,
@@ -32,6 +43,7 @@ from central.errors import (
     UnstorableReference,
 )
 from central.store import CentralStore
+from routine.flows import RoutineError, UnmetRequirement
 from sync.protocol import ProblemDetail
 
 log = logging.getLogger(__name__)
@@ -97,6 +109,20 @@ _STORE_ERRORS: tuple[tuple[type[CentralError], int, str, str], ...] = (
     (ReferenceDataError, 422, "invalid_reference",
      "correct the reference data; nothing was changed"),
     (UnknownReference, 404, "unknown_reference", "list it: 'nyckelfri-central reference list'"),
+    # The routine store's (central.cases.errors); its bad input (CaseError) is a 422 below.
+    (AccessDenied, 403, "access_denied",
+     "act with a principal of the role and unit this needs ('nyckelfri-central principal "
+     "list' shows them)"),
+    (UnknownRecord, 404, "unknown_record",
+     "list the cases, the binder, the inbox or the tags to find the id"),
+    (DoubleBooking, 409, "double_booking",
+     "choose a time that does not overlap the fitter's bookings (GET /v1/schedule?fitter=)"),
+    (CaseConflict, 409, "conflict", "do what the detail says first, then ask again"),
+    (ImplementationConflict, 409, "conflict", "list the client's implementations"),
+    (KeyNumberBound, 409, "key_number_bound", "return the key set first, or check the number"),
+    (NoKeysBound, 409, "no_keys_bound", "list the client's key sets"),
+    (TagNotIssuable, 409, "tag_not_issuable", "check the client's lock status and tags"),
+    (TagStockEmpty, 409, "tag_stock_empty", "add tags to the provider's stock first"),
     (DatabaseUnavailable, 503, "database_unavailable",
      f"the centre's database is unreachable; retry in {RETRY_AFTER_S} s"),
 )
@@ -112,6 +138,35 @@ def store_error_problem(exc: CentralError) -> ApiProblem:
                 headers["Retry-After"] = str(RETRY_AFTER_S)
             return ApiProblem(status, error, str(exc), advice, headers)
     return ApiProblem(422, "invalid_request", str(exc), "correct the request")
+
+
+# --- the routine's rule errors ------------------------------------------------------------
+
+
+class RoutineProblem(ProblemDetail):
+    """A 409 from the routine (:class:`routine.flows.RoutineError`): the detail names the
+    state and what is allowed there; the same, as fields, for programs."""
+
+    state: str | None = None
+    action: str | None = None
+    allowed: list[str] = []  # "code_lock by provider (yes|no)"
+    unmet: list[str] = []  # facts the step needs that do not hold yet
+
+
+def routine_problem(now: datetime, exc: RoutineError) -> JSONResponse:
+    """409: the routine does not allow this, with its state and the actions allowed there."""
+    allowed = [a.describe() for a in exc.allowed]
+    if isinstance(exc, UnmetRequirement):
+        error, advice = "unmet_requirement", "make the facts named true, then take the step again"
+    elif allowed:
+        error, advice = "not_allowed", "take one of the actions allowed now: " + "; ".join(allowed)
+    else:
+        error, advice = "not_allowed", "nothing more can be done here; see the case's state"
+    body = RoutineProblem(error=error, detail=str(exc), advice=advice, server_time=now,
+                          state=exc.state or None, action=exc.action or None, allowed=allowed,
+                          unmet=list(exc.unmet))
+    return JSONResponse(body.model_dump(mode="json"), status_code=409,
+                        headers={SERVER_TIME_HEADER: now.isoformat()})
 
 
 # --- Starlette's and FastAPI's errors ------------------------------------------------------
@@ -182,6 +237,12 @@ async def _on_store_error(request: Request, exc: Exception) -> JSONResponse:
     return _answer(request, problem)
 
 
+async def _on_routine_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RoutineError)
+    store: CentralStore = request.app.state.store
+    return routine_problem(store.now(), exc)
+
+
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     return _answer(request, http_problem(exc))
@@ -202,6 +263,7 @@ def install_error_handlers(app: FastAPI) -> None:
     """Every error becomes a ProblemDetail answer (500 for the unexpected, without details)."""
     app.add_exception_handler(ApiProblem, _on_problem)
     app.add_exception_handler(CentralError, _on_store_error)
+    app.add_exception_handler(RoutineError, _on_routine_error)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,914 @@
+"""The routine over HTTP: cases of flows 2a/2b/3a/3b, documentation texts, implementations,
+the "Digitala LÅS" inbox, the binder and shared schedule, keys, NFC tags, locks, alerts and
+reports.
+
+Every route acts as the principal behind the bearer token (a
+:class:`~central.store.DeviceInfo` with its role and unit); what that principal may do
+is the routine store's to decide (:mod:`central.cases.access`), so the API and the CLI
+cannot differ. Answers: 403 with the reason when the role or unit does not allow it,
+409 with the routine's message (the state and the actions allowed there) when the
+routine refuses a step, or the data conflicts (a double booking, a key number still
+bound), 404 for an unknown case, job, message or tag, 422 for malformed requests.
+
+The answer models here are also what ``nyckelfri-central ... --json`` prints
+(:mod:`central.cli_routine`), so a script sees one shape whichever way it asks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import date, datetime
+from typing import Annotated, Self
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import ConfigDict, Field
+
+from central.cases import access
+from central.cases.alerts import Alert
+from central.cases.errors import AccessDenied, CaseError
+from central.cases.reports import ClientStatus, PendingInstall, Removal, VisitMethods
+from central.cases.store import RoutineStore
+from central.cases.values import (
+    Booking,
+    Case,
+    CaseStep,
+    DocumentationText,
+    ImplementationKind,
+    Job,
+    JobKind,
+)
+from central.http.dependencies import DeviceDep, StoreDep, require_json
+from central.http.middleware import require_protocol
+from central.http.problems import AUTHED, WITH_BODY, RoutineProblem, problem_responses
+from central.http.routes_admin import Key, Ref
+from central.storable import MAX_INT64
+from routine import texts
+from routine.deadlines import AlertKind, RemovalLevel, Severity
+from routine.flows import FACTS, Flow, Role, machine
+from routine.keys import KeyUnit, KeyUseReason
+from routine.tags import TagState
+from sync.protocol import Answer, AwareDatetime, Model
+
+# --- request and answer models ---------------------------------------------------------------
+
+Text = Annotated[str, Field(min_length=1, max_length=128)]
+Note = Annotated[str, Field(max_length=2000)]
+Id = Annotated[int, Path(ge=1, le=MAX_INT64)]
+
+
+class Out(Answer):
+    """An answer part built from the routine store's values (by attribute)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, from_attributes=True)
+
+
+class ActionOut(Out):
+    """An action allowed now: who takes it, with which answers (none: a plain step)."""
+
+    name: str
+    role: Role
+    answers: list[str]
+    text: str  # English
+    seed: str  # the seed step it carries out, quoted
+
+
+class StepOut(Out):
+    """One row of a case's audit trail."""
+
+    seq: int
+    case_id: int
+    from_state: str
+    action: str
+    answer: str | None
+    to_state: str
+    seed: str
+    actor: str
+    role: str  # the actor's role ("admin" may take any role's step)
+    acting_as: Role  # the routine's role of the step
+    unit: str | None
+    at: datetime
+    documentation: str | None  # verbatim text for the case system, if the step wrote one
+    effects: list[str]
+    checks: dict[str, bool]  # the facts the step was taken with
+    note: str | None
+
+
+class CaseOut(Out):
+    id: int
+    flow: Flow
+    flow_title_sv: str
+    client_ref: str
+    state: str
+    state_description: str
+    open: bool
+    outcome: str | None
+    provider_unit: str | None
+    assessor_unit: str | None
+    opened_by: str
+    opened_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+    file_moved_to_home_care: bool
+    alarm_stays: bool
+    note: str | None
+    steps: list[StepOut]  # the audit trail, oldest first
+    allowed: list[ActionOut]  # what may be done now (nothing once closed)
+
+    @classmethod
+    def of(cls, case: Case) -> Self:
+        data = {k: v for k, v in asdict(case).items() if k != "steps"}
+        return cls.model_validate({
+            **data, "flow_title_sv": case.flow.title_sv, "open": case.open,
+            "state_description": machine(case.flow).states[case.state].description,
+            "steps": [StepOut.model_validate(s) for s in case.steps],
+            "allowed": [ActionOut.model_validate(a) for a in case.allowed],
+        })
+
+
+class CaseAnswer(Answer):
+    case: CaseOut
+    server_time: datetime
+
+
+class CaseList(Answer):
+    cases: list[CaseOut]
+    server_time: datetime
+
+
+class StepAnswer(Answer):
+    """The step taken, and the case after it (with what is allowed next)."""
+
+    step: StepOut
+    case: CaseOut
+    server_time: datetime
+
+
+class OpenCase(Model):
+    flow: Flow
+    client_ref: Text
+    provider_unit: Text | None = Field(
+        None, description="2a: the provider the order goes to; 2b: default the client's "
+                          "home-care provider")
+    assessor_unit: Text | None = Field(
+        None, description="Only for an admin opening 2a/2b; an assessor's own unit is used")
+    note: Note | None = None
+
+
+class TakeAction(Model):
+    action: Text
+    answer: Text | None = Field(None, description="The answer of a question; none for a step")
+    note: Note | None = None
+    checks: list[Text] = Field(
+        [], max_length=len(FACTS),
+        description="On-site checkpoints ticked (knob_labelled_with_key_number, "
+                    "door_restored_with_original_knob, job_marked_done); the other facts "
+                    "are read from the centre's data")
+
+
+class DocumentationOut(Out):
+    text: str  # verbatim, to paste into the case system
+    field: str  # where: "Personuppgifter, övrig information"
+    case_id: int
+    step_seq: int
+    seed: str
+    who: str
+    at: datetime
+
+
+class DocumentationAnswer(Answer):
+    client_ref: str
+    system: str  # the case system the texts go into (Lifecare)
+    texts: list[DocumentationOut]
+    server_time: datetime
+
+
+class ImplementationOut(Out):
+    id: int
+    client_ref: str
+    kind: ImplementationKind
+    unit: str
+    started_on: date
+    ended_on: date | None
+    started_by: str
+    ended_by: str | None
+    running: bool
+
+
+class ImplementationAnswer(Answer):
+    implementation: ImplementationOut
+    server_time: datetime
+
+
+class ImplementationList(Answer):
+    client_ref: str
+    implementations: list[ImplementationOut]
+    server_time: datetime
+
+
+class StartImplementation(Model):
+    kind: ImplementationKind
+    unit: Text
+    started_on: date | None = Field(None, description="Default: today (the centre's calendar)")
+
+
+class EndImplementation(Model):
+    ended_on: date | None = Field(None, description="Default: today (the centre's calendar)")
+
+
+class MessageOut(Out):
+    id: int
+    case_id: int
+    client_ref: str
+    kind: JobKind
+    keys_exist: bool | None
+    from_unit: str | None
+    sent_by: str
+    sent_at: datetime
+    note: str | None
+    handled_at: datetime | None
+    handled_by: str | None
+
+
+class InboxList(Answer):
+    messages: list[MessageOut]
+    server_time: datetime
+
+
+class MessageAnswer(Answer):
+    message: MessageOut
+    server_time: datetime
+
+
+class BookingOut(Out):
+    id: int
+    job_id: int
+    case_id: int
+    client_ref: str
+    kind: JobKind
+    fitter: str
+    start: datetime
+    end: datetime
+    booked_by: str
+    booked_at: datetime
+
+
+class JobOut(Out):
+    id: int
+    case_id: int
+    client_ref: str
+    kind: JobKind
+    unit: str
+    created_by: str
+    created_at: datetime
+    due_on: date | None
+    done_at: datetime | None
+    done_by: str | None
+    booking: BookingOut | None
+    open: bool
+
+
+class JobList(Answer):
+    jobs: list[JobOut]
+    server_time: datetime
+
+
+class JobAnswer(Answer):
+    job: JobOut
+    server_time: datetime
+
+
+class Book(Model):
+    fitter: Text
+    start: AwareDatetime
+    end: AwareDatetime
+    note: Note | None = None
+
+
+class BookingAnswer(Answer):
+    booking: BookingOut
+    server_time: datetime
+
+
+class Schedule(Answer):
+    bookings: list[BookingOut]
+    server_time: datetime
+
+
+class KeySetOut(Out):
+    id: int
+    client_ref: str
+    unit: KeyUnit
+    holder: str
+    key_number: str
+    registered_by: str
+    registered_at: datetime
+    case_id: int | None
+    returned_at: datetime | None
+    receipt_id: int | None
+    bound: bool
+
+
+class KeySetAnswer(Answer):
+    key_set: KeySetOut
+    server_time: datetime
+
+
+class KeysAnswer(Answer):
+    """The sets held (bound in the key register) and the sets the routine requires."""
+
+    client_ref: str
+    held: list[KeySetOut]
+    returned: list[KeySetOut]
+    required: dict[KeyUnit, int]
+    missing: dict[KeyUnit, int]  # required, not held
+    server_time: datetime
+
+
+class RegisterKeys(Model):
+    unit: KeyUnit
+    key_number: Annotated[str, Field(min_length=1, max_length=64)]
+    holder: Text | None = Field(None, description="The provider unit holding home-care keys; "
+                                                  "default the principal's or the client's")
+
+
+class ReturnKeys(Model):
+    unit: KeyUnit
+    signed_by: Text = Field(description="Who signed the key receipt (nyckelkvittens)")
+    holder: Text | None = None
+
+
+class ReceiptOut(Out):
+    id: int
+    client_ref: str
+    unit: KeyUnit
+    holder: str
+    key_numbers: list[str]
+    signed_by: str
+    returned_by: str
+    returned_at: datetime
+    case_id: int | None
+
+
+class ReceiptAnswer(Answer):
+    receipt: ReceiptOut
+    server_time: datetime
+
+
+class UnboundAnswer(Answer):
+    key_number: str
+    unbound: bool  # no client has it bound in the key register (the 2b.9 check)
+    server_time: datetime
+
+
+class EmergencyKeyUse(Model):
+    unit: KeyUnit
+    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+    lock_available: bool = Field(True, description="False: the digital lock was unavailable")
+
+
+class KeyUseOut(Out):
+    id: int
+    client_ref: str
+    unit: KeyUnit
+    reason: KeyUseReason
+    note: str
+    lock_status: str | None
+    used_by: str
+    used_at: datetime
+
+
+class KeyUseAnswer(Answer):
+    key_use: KeyUseOut
+    server_time: datetime
+
+
+class IssueTag(Model):
+    uid: Annotated[str, Field(min_length=1, max_length=40)]
+    client_ref: Text
+    provider_unit: Text
+
+
+class TagOut(Out):
+    uid: str
+    client_ref: str
+    provider_unit: str
+    state: TagState
+    issued_by: str
+    issued_at: datetime
+    updated_at: datetime
+    updated_by: str
+
+
+class TagAnswer(Answer):
+    tag: TagOut
+    server_time: datetime
+
+
+class AddStock(Model):
+    count: Annotated[int, Field(ge=1, le=100_000)]
+
+
+class TagStock(Answer):
+    provider_unit: str
+    count: int
+    server_time: datetime
+
+
+class BindLock(Model):
+    client_ref: Text
+
+
+class LockAnswer(Answer):
+    serial: str
+    client_ref: str | None  # None: unbound
+    server_time: datetime
+
+
+class AlertOut(Out):
+    kind: AlertKind
+    severity: Severity
+    subject: str
+    client_ref: str | None
+    case_id: int | None
+    job_id: int | None
+    since: datetime
+    detail: str
+    due: date | None
+
+
+class AlertList(Answer):
+    today: date
+    alerts: list[AlertOut]
+    server_time: datetime
+
+
+class PendingInstallOut(Out):
+    case_id: int
+    flow: Flow
+    client_ref: str
+    state: str
+    requested_at: datetime
+    age_working_days: int
+    target_on: date
+    overdue: bool
+    job_id: int | None
+    fitter: str | None
+    booked_start: datetime | None
+
+
+class PendingInstalls(Answer):
+    today: date
+    installs: list[PendingInstallOut]
+    server_time: datetime
+
+
+class RemovalOut(Out):
+    client_ref: str
+    lock_status: str | None
+    ended_on: date | None
+    due_on: date | None
+    days_left: int | None
+    level: RemovalLevel | None
+    case_id: int | None
+    job_id: int | None
+    fitter: str | None
+    booked_start: datetime | None
+
+
+class Removals(Answer):
+    today: date
+    removals: list[RemovalOut]
+    server_time: datetime
+
+
+class ClientStatusOut(Out):
+    client_ref: str
+    lock_status: str | None
+    services: list[ImplementationKind]
+    tags: list[TagOut]
+    key_sets: list[KeySetOut]
+    required_sets: dict[KeyUnit, int]
+    missing_sets: dict[KeyUnit, int]
+    extra_sets: dict[KeyUnit, int]
+
+
+class ClientStatuses(Answer):
+    clients: list[ClientStatusOut]
+    server_time: datetime
+
+
+class VisitMethodsOut(Out):
+    client_ref: str
+    by_method: dict[str, int]
+    total: int
+
+
+class VisitsByMethod(Answer):
+    start: date | None
+    end: date | None
+    clients: list[VisitMethodsOut]
+    server_time: datetime
+
+
+# --- building answers (shared with the CLI) ---------------------------------------------------
+
+
+def case_out(case: Case) -> CaseOut:
+    return CaseOut.of(case)
+
+
+def step_out(step: CaseStep) -> StepOut:
+    return StepOut.model_validate(step)
+
+
+def documentation_answer(client_ref: str, found: list[DocumentationText],
+                         now: datetime) -> DocumentationAnswer:
+    return DocumentationAnswer(client_ref=client_ref, system=texts.CASE_SYSTEM,
+                               texts=[DocumentationOut.model_validate(d) for d in found],
+                               server_time=now)
+
+
+def keys_answer(routine: RoutineStore, client_ref: str, actor: access.Actor) -> KeysAnswer:
+    """The client's key sets held and returned, against the sets the routine requires."""
+    access.require_routine_principal(actor)
+    sets = routine.key_sets(client_ref)
+    required = routine.required_key_sets(client_ref)
+    held = [s for s in sets if s.bound]
+    missing = {unit: n - sum(s.unit is unit for s in held) for unit, n in required.items()
+               if n > sum(s.unit is unit for s in held)}
+    return KeysAnswer(client_ref=client_ref,
+                      held=[KeySetOut.model_validate(s) for s in held],
+                      returned=[KeySetOut.model_validate(s) for s in sets if not s.bound],
+                      required=required, missing=missing, server_time=routine.central.now())
+
+
+def schedule_for(routine: RoutineStore, actor: access.Actor, *, fitter: str | None = None,
+                 day: date | None = None) -> list[Booking]:
+    """The alarm group's shared schedule: its administrators' and fitters' to read."""
+    access.require_alarm_group(actor, routine.units, "read the shared schedule",
+                               (Role.ALARM_ADMIN, Role.FITTER))
+    return routine.schedule(fitter=fitter, day=day)
+
+
+def jobs_for(routine: RoutineStore, actor: access.Actor, fitter: str | None = None) -> list[Job]:
+    """A fitter's own open jobs by appointment; an administrator names the fitter."""
+    access.require_alarm_group(actor, routine.units, "read fitters' jobs",
+                               (Role.ALARM_ADMIN, Role.FITTER))
+    if actor.role == Role.FITTER:
+        if fitter not in (None, actor.name):
+            raise AccessDenied(f"{access.who(actor)} may read only their own jobs, not "
+                               f"{fitter}'s")
+        return routine.jobs_for_fitter(actor.name)
+    if fitter is None:
+        raise CaseError(f"{access.who(actor)} is no fitter: name the fitter whose jobs to "
+                        "read (fitter=NAME)")
+    return routine.jobs_for_fitter(fitter)
+
+
+def require_reader(actor: access.Actor) -> None:
+    """Alerts, reports, key sets, tag stock: for the routine's principals, not field agents."""
+    access.require_routine_principal(actor)
+
+
+# --- the routes ---------------------------------------------------------------------------------
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_protocol)], tags=["routine"])
+
+REFUSED = {**problem_responses(409), 409: {"model": RoutineProblem,
+                                           "description": "Refused by the routine, or the "
+                                                          "data conflicts"}}
+READ = {**AUTHED}
+WRITE = {**WITH_BODY, **REFUSED}
+ACT = {**AUTHED, **REFUSED}
+JSON = [Depends(require_json)]
+
+
+def get_routine(request: Request) -> RoutineStore:
+    """The routine store :func:`~central.http.app.create_app` made."""
+    routine: RoutineStore = request.app.state.routine
+    return routine
+
+
+RoutineDep = Annotated[RoutineStore, Depends(get_routine)]
+
+
+# --- cases ----------------------------------------------------------------------------------
+
+
+@router.post("/cases", response_model=CaseAnswer, status_code=201, responses=WRITE,
+             dependencies=JSON)
+def open_case(body: OpenCase, actor: DeviceDep, routine: RoutineDep) -> CaseAnswer:
+    """Open a case of flow 2a/2b (an assessor) or 3a/3b (an alarm administrator)."""
+    case = routine.open_case(body.flow, body.client_ref, actor,
+                             provider_unit=body.provider_unit,
+                             assessor_unit=body.assessor_unit, note=body.note)
+    return CaseAnswer(case=case_out(case), server_time=routine.central.now())
+
+
+@router.get("/cases", response_model=CaseList, responses=READ)
+def list_cases(
+    actor: DeviceDep, routine: RoutineDep,
+    client: Ref = None, flow: Flow | None = None,
+    open_: Annotated[bool | None, Query(alias="open", description="true: open cases only")]
+    = None,
+) -> CaseList:
+    """The cases the principal may see (its unit's, or the alarm group's), oldest first."""
+    found = routine.cases(client_ref=client, flow=flow, open_only=bool(open_), actor=actor)
+    if open_ is False:
+        found = [c for c in found if not c.open]
+    return CaseList(cases=[case_out(c) for c in found], server_time=routine.central.now())
+
+
+@router.get("/cases/{case_id}", response_model=CaseAnswer, responses=READ)
+def show_case(case_id: Id, actor: DeviceDep, routine: RoutineDep) -> CaseAnswer:
+    """One case with its audit trail (``steps``) and the actions allowed now (``allowed``)."""
+    return CaseAnswer(case=case_out(routine.case(case_id, actor=actor)),
+                      server_time=routine.central.now())
+
+
+@router.post("/cases/{case_id}/actions", response_model=StepAnswer, responses=WRITE,
+             dependencies=JSON)
+def take_action(case_id: Id, body: TakeAction, actor: DeviceDep,
+                routine: RoutineDep) -> StepAnswer:
+    """Take the next step of the case: an action with its answer, as the token's principal.
+
+    409 names the state and the actions allowed there when the routine refuses it.
+    Booking steps are taken by booking the case's job (``/v1/binder/{job_id}/booking``).
+    """
+    step = routine.act(case_id, body.action, body.answer, actor, note=body.note,
+                       checks=body.checks)
+    return StepAnswer(step=step_out(step), case=case_out(routine.case(case_id)),
+                      server_time=routine.central.now())
+
+
+# --- clients: documentation, implementations ---------------------------------------------
+
+
+@router.get("/clients/{client_ref}/documentation", response_model=DocumentationAnswer,
+            responses=READ)
+def documentation(client_ref: Key, actor: DeviceDep, routine: RoutineDep) -> DocumentationAnswer:
+    """The verbatim texts to paste into the case system for the client, oldest first."""
+    found = routine.documentation(client_ref, actor=actor)
+    return documentation_answer(client_ref, found, routine.central.now())
+
+
+@router.get("/clients/{client_ref}/implementations", response_model=ImplementationList,
+            responses=READ)
+def implementations(client_ref: Key, actor: DeviceDep,
+                    routine: RoutineDep) -> ImplementationList:
+    """The client's implementations (verkställigheter), running and ended."""
+    found = routine.implementations(client_ref, actor=actor)
+    return ImplementationList(
+        client_ref=client_ref,
+        implementations=[ImplementationOut.model_validate(i) for i in found],
+        server_time=routine.central.now())
+
+
+@router.post("/clients/{client_ref}/implementations", response_model=ImplementationAnswer,
+             status_code=201, responses=WRITE, dependencies=JSON)
+def start_implementation(client_ref: Key, body: StartImplementation, actor: DeviceDep,
+                         store: StoreDep, routine: RoutineDep) -> ImplementationAnswer:
+    """Record that a unit delivers a service to the client (home care: its provider)."""
+    started = routine.start_implementation(client_ref, body.kind, body.unit,
+                                           body.started_on or store.today(), actor)
+    return ImplementationAnswer(implementation=ImplementationOut.model_validate(started),
+                                server_time=store.now())
+
+
+@router.post("/clients/{client_ref}/implementations/{kind}/end",
+             response_model=ImplementationAnswer, responses=WRITE, dependencies=JSON)
+def end_implementation(client_ref: Key, kind: ImplementationKind, body: EndImplementation,
+                       actor: DeviceDep, store: StoreDep,
+                       routine: RoutineDep) -> ImplementationAnswer:
+    """End the client's running implementation of ``kind`` (starts the 14-day clock)."""
+    ended = routine.end_implementation(client_ref, kind, body.ended_on or store.today(), actor)
+    return ImplementationAnswer(implementation=ImplementationOut.model_validate(ended),
+                                server_time=store.now())
+
+
+# --- the "Digitala LÅS" inbox, the binder, the shared schedule -----------------------------
+
+
+@router.get("/inbox", response_model=InboxList, responses=READ)
+def inbox(actor: DeviceDep, routine: RoutineDep,
+          include_handled: bool = False) -> InboxList:
+    """The alarm group's "Digitala LÅS" messages (unhandled only, unless asked)."""
+    found = routine.inbox(actor, include_handled=include_handled)
+    return InboxList(messages=[MessageOut.model_validate(m) for m in found],
+                     server_time=routine.central.now())
+
+
+@router.post("/inbox/{message_id}/handled", response_model=MessageAnswer, responses=ACT)
+def handle_message(message_id: Id, actor: DeviceDep, routine: RoutineDep) -> MessageAnswer:
+    """Mark a message handled (taking the case's next step does so too)."""
+    message = routine.handle_inbox(message_id, actor)
+    return MessageAnswer(message=MessageOut.model_validate(message),
+                         server_time=routine.central.now())
+
+
+@router.get("/binder", response_model=JobList, responses=READ)
+def binder(
+    actor: DeviceDep, routine: RoutineDep, kind: JobKind | None = None,
+    open_: Annotated[bool, Query(alias="open", description="false: done jobs too")] = True,
+    fitter: Ref = None,
+) -> JobList:
+    """The fitters' jobs with their bookings, oldest first."""
+    found = routine.binder(actor, kind=kind, open_only=open_, fitter=fitter)
+    return JobList(jobs=[JobOut.model_validate(j) for j in found],
+                   server_time=routine.central.now())
+
+
+@router.get("/binder/{job_id}", response_model=JobAnswer, responses=READ)
+def job(job_id: Id, actor: DeviceDep, routine: RoutineDep) -> JobAnswer:
+    """One job of the binder, with its booking."""
+    return JobAnswer(job=JobOut.model_validate(routine.job(job_id, actor=actor)),
+                     server_time=routine.central.now())
+
+
+@router.post("/binder/{job_id}/booking", response_model=BookingAnswer, responses=WRITE,
+             dependencies=JSON)
+def book(job_id: Id, body: Book, actor: DeviceDep, routine: RoutineDep) -> BookingAnswer:
+    """Book the job for a fitter in the shared schedule (the case's booking step); again to
+    move it. 409 when the fitter's bookings overlap."""
+    booking = routine.book(job_id, body.fitter, body.start, body.end, actor, note=body.note)
+    return BookingAnswer(booking=BookingOut.model_validate(booking),
+                         server_time=routine.central.now())
+
+
+@router.get("/schedule", response_model=Schedule, responses=READ)
+def schedule(actor: DeviceDep, routine: RoutineDep, fitter: Ref = None,
+             day: Annotated[date | None, Query(description="local day, YYYY-MM-DD")] = None,
+             ) -> Schedule:
+    """The alarm group's shared schedule: live bookings by start."""
+    found = schedule_for(routine, actor, fitter=fitter, day=day)
+    return Schedule(bookings=[BookingOut.model_validate(b) for b in found],
+                    server_time=routine.central.now())
+
+
+@router.get("/jobs", response_model=JobList, responses=READ)
+def jobs(actor: DeviceDep, routine: RoutineDep, fitter: Ref = None) -> JobList:
+    """A fitter's open jobs by appointment, for the fitter's agent to pull (an alarm
+    administrator names the fitter)."""
+    found = jobs_for(routine, actor, fitter)
+    return JobList(jobs=[JobOut.model_validate(j) for j in found],
+                   server_time=routine.central.now())
+
+
+# --- keys ---------------------------------------------------------------------------------
+
+
+@router.post("/clients/{client_ref}/keys", response_model=KeySetAnswer, status_code=201,
+             responses=WRITE, dependencies=JSON)
+def register_keys(client_ref: Key, body: RegisterKeys, actor: DeviceDep,
+                  routine: RoutineDep) -> KeySetAnswer:
+    """Record a set of physical keys with its key number in the key register (Axsor)."""
+    key_set = routine.register_key_set(client_ref, body.unit, body.key_number, actor,
+                                       holder=body.holder)
+    return KeySetAnswer(key_set=KeySetOut.model_validate(key_set),
+                        server_time=routine.central.now())
+
+
+@router.get("/clients/{client_ref}/keys", response_model=KeysAnswer, responses=READ)
+def keys(client_ref: Key, actor: DeviceDep, routine: RoutineDep) -> KeysAnswer:
+    """The key sets held for the client and the sets the routine requires (section 4)."""
+    return keys_answer(routine, client_ref, actor)
+
+
+@router.post("/clients/{client_ref}/keys/return", response_model=ReceiptAnswer,
+             responses=WRITE, dependencies=JSON)
+def return_keys(client_ref: Key, body: ReturnKeys, actor: DeviceDep,
+                routine: RoutineDep) -> ReceiptAnswer:
+    """Hand a unit's key sets back to the client against a signed key receipt."""
+    receipt = routine.return_keys(client_ref, body.unit, body.signed_by, actor,
+                                  holder=body.holder)
+    return ReceiptAnswer(receipt=ReceiptOut.model_validate(receipt),
+                         server_time=routine.central.now())
+
+
+@router.get("/keys/{key_number}/unbound", response_model=UnboundAnswer, responses=READ)
+def key_unbound(key_number: Key, actor: DeviceDep, routine: RoutineDep) -> UnboundAnswer:
+    """Whether no client has the key number bound in the key register (2b.9, 3b.7)."""
+    require_reader(actor)
+    return UnboundAnswer(key_number=key_number,
+                         unbound=routine.key_number_unbound(key_number),
+                         server_time=routine.central.now())
+
+
+@router.post("/clients/{client_ref}/emergency-key-use", response_model=KeyUseAnswer,
+             status_code=201, responses=WRITE, dependencies=JSON)
+def emergency_key_use(client_ref: Key, body: EmergencyKeyUse, actor: DeviceDep,
+                      routine: RoutineDep) -> KeyUseAnswer:
+    """Record a physical key used in an emergency (4.4), with what happened."""
+    use = routine.record_emergency_key_use(client_ref, body.unit, body.reason, actor,
+                                           lock_available=body.lock_available)
+    return KeyUseAnswer(key_use=KeyUseOut.model_validate(use), server_time=routine.central.now())
+
+
+# --- NFC tags and locks ---------------------------------------------------------------------
+
+
+@router.post("/tags", response_model=TagAnswer, status_code=201, responses=WRITE,
+             dependencies=JSON)
+def issue_tag(body: IssueTag, actor: DeviceDep, routine: RoutineDep) -> TagAnswer:
+    """Issue an NFC tag from the provider's stock to a client waiting for a lock (section 5)."""
+    tag = routine.issue_tag(body.uid, body.client_ref, body.provider_unit, actor)
+    return TagAnswer(tag=TagOut.model_validate(tag), server_time=routine.central.now())
+
+
+@router.post("/tags/{uid}/taken-down", response_model=TagAnswer, responses=ACT)
+def tag_taken_down(uid: Key, actor: DeviceDep, routine: RoutineDep) -> TagAnswer:
+    """Staff took the tag down (the lock is installed); agents stop accepting it."""
+    tag = routine.tag_taken_down(uid, actor)
+    return TagAnswer(tag=TagOut.model_validate(tag), server_time=routine.central.now())
+
+
+@router.get("/tag-stock/{unit}", response_model=TagStock, responses=READ)
+def tag_stock(unit: Key, actor: DeviceDep, routine: RoutineDep) -> TagStock:
+    """How many NFC tags the provider unit has in stock."""
+    require_reader(actor)
+    return TagStock(provider_unit=unit, count=routine.tag_stock(unit),
+                    server_time=routine.central.now())
+
+
+@router.post("/tag-stock/{unit}", response_model=TagStock, responses=WRITE, dependencies=JSON)
+def add_tag_stock(unit: Key, body: AddStock, actor: DeviceDep, routine: RoutineDep) -> TagStock:
+    """Add tags to the provider unit's stock; answers the stock now."""
+    count = routine.add_tag_stock(unit, body.count, actor)
+    return TagStock(provider_unit=unit, count=count, server_time=routine.central.now())
+
+
+@router.post("/locks/{serial}/bind", response_model=LockAnswer, responses=WRITE,
+             dependencies=JSON)
+def bind_lock(serial: Key, body: BindLock, actor: DeviceDep, routine: RoutineDep) -> LockAnswer:
+    """Bind a lock to the client in the lock records (2a.7); agents learn it by sync."""
+    routine.bind_lock(serial, body.client_ref, actor)
+    return LockAnswer(serial=serial, client_ref=body.client_ref,
+                      server_time=routine.central.now())
+
+
+@router.post("/locks/{serial}/unbind", response_model=LockAnswer, responses=ACT)
+def unbind_lock(serial: Key, actor: DeviceDep, routine: RoutineDep) -> LockAnswer:
+    """Unbind a lock from its client (2b.8, "frånkopplat brukaren i Phoniro")."""
+    routine.unbind_lock(serial, actor)
+    return LockAnswer(serial=serial, client_ref=None, server_time=routine.central.now())
+
+
+# --- alerts and reports ---------------------------------------------------------------------
+
+Day = Annotated[date | None, Query(description="YYYY-MM-DD; default: the centre's today")]
+
+
+@router.get("/alerts", response_model=AlertList, responses=READ)
+def alerts(actor: DeviceDep, routine: RoutineDep, today: Day = None,
+           no_visit_hours: Annotated[float, Query(gt=0, le=24 * 31)] = 24) -> AlertList:
+    """What someone must act on now, most severe first."""
+    require_reader(actor)
+    day = today or routine.central.today()
+    found: list[Alert] = routine.alerts(day, no_visit_hours=no_visit_hours)
+    return AlertList(today=day, alerts=[AlertOut.model_validate(a) for a in found],
+                     server_time=routine.central.now())
+
+
+@router.get("/reports/pending-installs", response_model=PendingInstalls, responses=READ)
+def pending_installs(actor: DeviceDep, routine: RoutineDep, today: Day = None) -> PendingInstalls:
+    """Requested installations not yet done, with their age in Swedish working days."""
+    require_reader(actor)
+    day = today or routine.central.today()
+    found: list[PendingInstall] = routine.pending_installs(day)
+    return PendingInstalls(today=day,
+                           installs=[PendingInstallOut.model_validate(p) for p in found],
+                           server_time=routine.central.now())
+
+
+@router.get("/reports/removals", response_model=Removals, responses=READ)
+def removals(actor: DeviceDep, routine: RoutineDep, today: Day = None) -> Removals:
+    """Locks to remove, by due date (14 days after the last implementation ended)."""
+    require_reader(actor)
+    day = today or routine.central.today()
+    found: list[Removal] = routine.removals(day)
+    return Removals(today=day, removals=[RemovalOut.model_validate(r) for r in found],
+                    server_time=routine.central.now())
+
+
+@router.get("/reports/client-status", response_model=ClientStatuses, responses=READ)
+def client_status(actor: DeviceDep, routine: RoutineDep, client: Ref = None) -> ClientStatuses:
+    """Per client: lock status, running services, NFC tags, key sets held and required."""
+    require_reader(actor)
+    found: list[ClientStatus] = routine.client_status(client)
+    return ClientStatuses(clients=[ClientStatusOut.model_validate(c) for c in found],
+                          server_time=routine.central.now())
+
+
+@router.get("/reports/visits-by-method", response_model=VisitsByMethod, responses=READ)
+def visits_by_method(
+    actor: DeviceDep, routine: RoutineDep,
+    start: Annotated[date | None, Query(description="first day, YYYY-MM-DD")] = None,
+    end: Annotated[date | None, Query(description="last day, YYYY-MM-DD")] = None,
+) -> VisitsByMethod:
+    """Visits per client by registration method (NFC tag or lock), days start..end."""
+    require_reader(actor)
+    found: list[VisitMethods] = routine.visits_by_method(start=start, end=end)
+    return VisitsByMethod(start=start, end=end,
+                          clients=[VisitMethodsOut.model_validate(v) for v in found],
+                          server_time=routine.central.now())
+

@@ -1,0 +1,235 @@
+"""Implementations, the key register, NFC tags and their stock; the schema migration.
+
+On SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+
+from central import db
+from central.cases.errors import (
+    AccessDenied,
+    CaseConflict,
+    ImplementationConflict,
+    KeyNumberBound,
+    NoKeysBound,
+    TagNotIssuable,
+    TagStockEmpty,
+)
+from central.cases.store import RoutineStore
+from central.cases.values import ImplementationKind
+from central.errors import ReferenceDataError
+from central.store import CentralStore
+from routine.flows import Flow
+from routine.keys import KeyPolicy, KeyRuleError, KeyUnit
+from routine.tags import TagError, TagState
+from sync.protocol import ReferenceKind
+from tests.central.conftest import SteppingClock
+from tests.central.test_cases_world import ALARM, NORD, Do, World
+
+HOME, ALARM_SVC = ImplementationKind.HOME_CARE, ImplementationKind.SAFETY_ALARM
+NIGHT_HELP = ImplementationKind.NIGHT_HELP
+TAG, TAG2 = "04:aa:00:00:00:00:01", "04AA0000000002"
+
+
+@pytest.fixture
+def world(central_store: CentralStore, central_clock: SteppingClock) -> World:
+    return World(central_store, central_clock)
+
+
+def _reference(world: World, kind: ReferenceKind, key: str) -> dict[str, object] | None:
+    items, _, _ = world.central.reference_since(0, 1000)
+    found = [i.data for i in items if i.kind == kind and i.key == key and not i.deleted]
+    return found[-1] if found else None
+
+
+def _active(world: World, uid: str) -> object:
+    tag = _reference(world, ReferenceKind.TAG, uid)
+    assert tag is not None
+    return tag["active"]
+
+
+# --- implementations -------------------------------------------------------------------------
+
+
+def test_implementations_run_one_per_kind_and_end(world: World) -> None:
+    client = world.client("K-IMPL")
+    started = world.rs.start_implementation(client, HOME, NORD, date(2026, 11, 2),
+                                            world.provider)
+    assert started.running and started.unit == NORD
+    with pytest.raises(ImplementationConflict, match="already has a running home_care"):
+        world.rs.start_implementation(client, HOME, NORD, date(2026, 11, 3), world.provider)
+    with pytest.raises(ImplementationConflict, match="no running safety_alarm"):
+        world.rs.end_implementation(client, ALARM_SVC, date(2026, 11, 3), world.alarm_admin)
+    with pytest.raises(CaseConflict, match="before it started"):
+        world.rs.end_implementation(client, HOME, date(2026, 11, 1), world.provider)
+    with pytest.raises(ValueError):
+        world.rs.start_implementation(client, "cleaning", NORD, date(2026, 11, 2),
+                                      world.provider)
+    ended = world.rs.end_implementation(client, HOME, date(2026, 11, 20), world.provider)
+    assert (ended.ended_on, ended.ended_by, ended.running) == (date(2026, 11, 20),
+                                                               "utforare-nord", False)
+    again = world.rs.start_implementation(client, HOME, NORD, date(2026, 11, 25),
+                                          world.provider)
+    assert [i.id for i in world.rs.implementations(client)] == [started.id, again.id]
+
+
+def test_when_every_service_ends_the_tags_come_down(world: World) -> None:
+    client = world.client("K-SLUT")
+    world.services(client, HOME, NIGHT_HELP)
+    world.rs.add_tag_stock(NORD, 1, world.provider)
+    world.rs.issue_tag(TAG, client, NORD, world.provider)
+    world.rs.end_implementation(client, HOME, world.central.today(), world.provider)
+    assert world.rs.tag(TAG).state is TagState.ISSUED  # night help still visits
+    world.rs.end_implementation(client, NIGHT_HELP, world.central.today(), world.alarm_admin)
+    assert world.rs.tag(TAG).state is TagState.DUE_DOWN
+
+
+# --- the key register ----------------------------------------------------------------------
+
+
+def test_key_numbers_are_unique_while_bound(world: World) -> None:
+    a, b = world.client("K-A"), world.client("K-B")
+    world.services(a, HOME)
+    keys = world.rs.register_key_set(a, KeyUnit.HOME_CARE_PROVIDER, " 4711 ", world.provider)
+    assert (keys.key_number, keys.holder, keys.bound) == ("4711", NORD, True)
+    with pytest.raises(KeyNumberBound, match="bound to client K-A"):
+        world.rs.register_key_set(b, KeyUnit.ALARM_GROUP, "4711", world.alarm_admin)
+    assert not world.rs.key_number_unbound("4711")
+    with pytest.raises(KeyRuleError, match="signed_by"):
+        world.rs.return_keys(a, KeyUnit.HOME_CARE_PROVIDER, " ", world.provider)
+    receipt = world.rs.return_keys(a, KeyUnit.HOME_CARE_PROVIDER, "Brukare A", world.provider)
+    assert (receipt.key_numbers, receipt.returned_by) == (("4711",), "utforare-nord")
+    assert world.rs.key_number_unbound("4711")
+    [returned] = world.rs.key_sets(a)
+    assert (returned.bound, returned.receipt_id) == (False, receipt.id)
+    with pytest.raises(NoKeysBound):
+        world.rs.return_keys(a, KeyUnit.HOME_CARE_PROVIDER, "Brukare A", world.provider)
+    rebound = world.rs.register_key_set(b, KeyUnit.ALARM_GROUP, "4711", world.alarm_admin)
+    assert rebound.holder == ALARM and world.rs.key_sets(b, bound_only=True) == [rebound]
+    night = world.rs.register_key_set(b, KeyUnit.NIGHT_GROUP, "4712", world.alarm_admin)
+    assert night.holder == "nattgruppen"
+
+
+def test_required_key_sets_follow_section_4(world: World) -> None:
+    client = world.client("K-4")
+    world.services(client, HOME, ALARM_SVC)
+    assert world.rs.required_key_sets(client) == {
+        KeyUnit.HOME_CARE_PROVIDER: 1, KeyUnit.ALARM_GROUP: 1, KeyUnit.NIGHT_GROUP: 0}
+    assert world.rs.required_key_sets(client, other_agreement=True)[
+        KeyUnit.HOME_CARE_PROVIDER] == 0
+    case = world.open(Flow.INSTALL_ASSESSED, client)
+    for do in (Do("assessor", "send_order"), Do("provider", "lock_already_installed", "no"),
+               Do("provider", "code_lock", "yes")):
+        world.take(case, do)
+    assert world.rs.required_key_sets(client)[KeyUnit.HOME_CARE_PROVIDER] == 1  # "both"
+    only_alarm = KeyPolicy(code_lock_sets="alarm_only")
+    assert world.rs.required_key_sets(client, only_alarm)[KeyUnit.HOME_CARE_PROVIDER] == 0
+    world.services(client, NIGHT_HELP)
+    assert world.rs.required_key_sets(client)[KeyUnit.NIGHT_GROUP] == 1
+
+
+# --- NFC tags ------------------------------------------------------------------------------
+
+
+def test_tags_only_for_a_pending_or_impossible_lock_and_from_stock(world: World) -> None:
+    pending, installed = world.client("K-P"), world.client("K-I", "installed")
+    impossible, declined = world.client("K-X", "impossible"), world.client("K-N", "none")
+    with pytest.raises(TagStockEmpty, match="hemtjanst-nord has no NFC tags"):
+        world.rs.issue_tag(TAG, pending, NORD, world.provider)
+    assert world.rs.add_tag_stock(NORD, 2, world.provider) == 2
+    with pytest.raises(TagNotIssuable, match="'installed'"):
+        world.rs.issue_tag(TAG, installed, NORD, world.provider)
+    with pytest.raises(TagNotIssuable, match="'none'"):
+        world.rs.issue_tag(TAG, declined, NORD, world.provider)
+    with pytest.raises(TagNotIssuable, match="not in the reference data"):
+        world.rs.issue_tag(TAG, "K-UNKNOWN", NORD, world.provider)
+    with pytest.raises(ReferenceDataError, match="bytes"):
+        world.rs.issue_tag("04AA", pending, NORD, world.provider)
+    assert world.rs.tag_stock(NORD) == 2  # refusals take nothing
+
+    tag = world.rs.issue_tag(TAG, pending, NORD, world.provider)
+    assert (tag.uid, tag.state, tag.client_ref) == ("04AA0000000001", TagState.ISSUED, pending)
+    assert _reference(world, ReferenceKind.TAG, tag.uid) == {
+        "uid": tag.uid, "client_ref": pending, "active": True}
+    with pytest.raises(TagNotIssuable, match="already issued"):
+        world.rs.issue_tag(TAG, impossible, NORD, world.provider)
+    world.rs.issue_tag(TAG2, impossible, NORD, world.provider)
+    assert world.rs.tag_stock(NORD) == 0
+    with pytest.raises(TagStockEmpty):
+        world.rs.issue_tag("04AA0000000003", pending, NORD, world.provider)
+    assert world.rs.tag_stock("hemtjanst-syd") == 0
+
+    lenient = RoutineStore(world.central, tag_when_no_lock_by_choice=True)
+    world.rs.add_tag_stock(NORD, 1, world.provider)
+    assert lenient.issue_tag("04AA0000000004", declined, NORD, world.provider).client_ref == (
+        declined)
+
+
+def test_a_tag_comes_down_only_once_the_lock_is_installed(world: World) -> None:
+    client = world.client("K-NER")
+    world.rs.add_tag_stock(NORD, 2, world.provider)
+    world.rs.issue_tag(TAG, client, NORD, world.provider)
+    with pytest.raises(TagError, match="take_down"):
+        world.rs.tag_taken_down(TAG, world.provider)
+    with pytest.raises(AccessDenied, match="utforare-syd"):
+        world.rs.tag_lost(TAG, world.other_provider)
+    case = world.open(Flow.INSTALL_ASSESSED, client)
+    for do in (Do("assessor", "send_order"), Do("provider", "lock_already_installed", "yes")):
+        world.take(case, do)
+    assert world.lock_status(client) == "installed"
+    assert world.rs.tag(TAG).state is TagState.DUE_DOWN
+    assert _active(world, "04AA0000000001") is True
+    down = world.rs.tag_taken_down(TAG, world.provider)
+    assert (down.state, down.updated_by) == (TagState.TAKEN_DOWN, "utforare-nord")
+    assert _active(world, "04AA0000000001") is False
+    with pytest.raises(TagError):
+        world.rs.tag_lost(TAG, world.provider)
+
+
+def test_a_lost_tag_is_withdrawn(world: World) -> None:
+    client = world.client("K-BORTA")
+    world.rs.add_tag_stock(NORD, 1, world.provider)
+    world.rs.issue_tag(TAG, client, NORD, world.provider)
+    assert world.rs.tag_lost(TAG, world.provider).state is TagState.LOST
+    assert _active(world, "04AA0000000001") is False
+
+
+# --- the lock records agents sync ----------------------------------------------------------
+
+
+def test_binding_a_lock_is_reference_data(world: World) -> None:
+    world.rs.bind_lock("PH-77", "K-77", world.fitter)
+    assert _reference(world, ReferenceKind.LOCK, "PH-77") == {
+        "serial": "PH-77", "client_ref": "K-77", "state": "installed"}
+    world.rs.unbind_lock("PH-77", world.alarm_admin)
+    assert _reference(world, ReferenceKind.LOCK, "PH-77") == {
+        "serial": "PH-77", "client_ref": None, "state": "removed"}
+
+
+# --- the migration -------------------------------------------------------------------------
+
+
+def test_migration_0002_goes_down_and_up_again(database_url: str) -> None:
+    engine = db.create_engine(db.database_url(database_url))
+    try:
+        db.upgrade(engine)
+        for target in ("0001", "head"):
+            with db.write_transaction(engine) as conn:
+                step = command.downgrade if target == "0001" else command.upgrade
+                step(db.alembic_config(conn), target)
+            tables = set(sa.inspect(engine).get_table_names())
+            columns = {c["name"] for c in sa.inspect(engine).get_columns("devices")}
+            if target == "0001":
+                assert "case_steps" not in tables and "unit" not in columns
+            else:
+                assert {"case_steps", "binder_jobs", "key_sets"} <= tables and "unit" in columns
+        with engine.connect() as conn:
+            assert db.current_revision(conn) == db.head_revision() == "0002"
+    finally:
+        engine.dispose()
