@@ -16,6 +16,7 @@ them by ``event_id`` and answers with exactly the ids it holds durably.
 
 from __future__ import annotations
 
+import hmac
 import re
 from datetime import datetime
 from enum import StrEnum
@@ -161,3 +162,105 @@ def version_problem(version: int) -> str:
                 "upgrade the centre")
     return (f"the agent speaks protocol {version}, older than this centre supports "
             f"({', '.join(map(str, sorted(SUPPORTED_VERSIONS)))}); upgrade the agent")
+
+
+# --- fitters: jobs from the binder and lock proofs -----------------------------------
+
+LOCK_VERIFICATION = "lock.verification"  # event kind: one on-site verification of a lock
+JOB_CHECKPOINT = "job.checkpoint"  # event kind: a fitter's tick on a binder job
+
+CHECKPOINTS_INSTALL = ("lock_bound_to_client", "knob_labelled_with_key_number",
+                       "job_marked_done")
+CHECKPOINTS_REMOVAL = ("lock_unbound_from_client", "door_restored_with_original_knob",
+                       "keys_returned_receipt_signed", "job_marked_done")
+
+
+class LockVerificationData(Model):
+    """``data`` of a ``lock.verification`` event: what the agent read and recorded.
+
+    The agent never holds the lock's secret: the centre recomputes the MAC over
+    (nonce, serial, binding, bound client) and accepts the proof only if it matches.
+    """
+
+    job_id: int | None = None
+    fitter: str = Field(min_length=1, max_length=64)
+    expected_serial: str = Field(min_length=1, max_length=64)
+    expected_client: str = Field(max_length=64)
+    serial: str | None = None
+    firmware: str | None = None
+    battery_percent: int | None = Field(default=None, ge=0, le=100)
+    rssi: int | None = None
+    bound_client: str | None = None
+    bound: bool | None = None
+    binding_counter: int | None = Field(default=None, ge=0)
+    nonce_hex: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
+    response_hex: str | None = Field(default=None, pattern=r"^[0-9a-f]{2,64}$")
+    serial_matches: bool = False
+    client_matches: bool = False
+    proximity_ok: bool = False
+    battery_ok: bool = False
+    error: str | None = None
+
+
+class JobCheckpointData(Model):
+    """``data`` of a ``job.checkpoint`` event: the fitter ticked a checkpoint on site."""
+
+    job_id: int
+    fitter: str = Field(min_length=1, max_length=64)
+    checkpoint: str = Field(min_length=1, max_length=64)
+    verification_event_id: EventId | None = None  # the proof behind lock (un)bound ticks
+    signed_by: str | None = Field(default=None, max_length=128)  # key receipt signature
+
+
+class FitterJob(Answer):
+    """A binder job as a fitter's agent pulls it (no personal data: references only)."""
+
+    job_id: int
+    case_id: int
+    kind: Literal["install", "removal"]
+    client_ref: str
+    lock_serial: str | None = None
+    key_numbers: list[str] = []
+    booked_start: datetime | None = None
+    booked_end: datetime | None = None
+    status: str
+    checkpoints: list[str] = []  # what the fitter ticks, in order
+    done: list[str] = []  # ticked already
+
+
+class JobsPage(Answer):
+    protocol: int = PROTOCOL_VERSION
+    jobs: list[FitterJob]
+    server_time: AwareDatetime
+
+
+# The lock proof as the centre checks it. The same construction lives, written on its
+# own, on the lock's side (drivers/ble/profile.py: the simulated lock's firmware);
+# tests pin both to the same vectors (docs/lock-profile.md).
+LOCK_PROOF_VERSION = 1
+LOCK_MAC_LEN = 16
+
+
+def lock_proof_message(nonce: bytes, serial: str, bound: bool, counter: int, client_ref: str,
+                       *, version: int = LOCK_PROOF_VERSION) -> bytes:
+    serial_bytes = serial.encode("ascii")
+    ref_bytes = client_ref.encode("ascii")
+    return b"".join((
+        bytes([version]), nonce, bytes([len(serial_bytes)]), serial_bytes,
+        bytes([int(bound)]), counter.to_bytes(4, "little"),
+        bytes([len(ref_bytes)]), ref_bytes,
+    ))
+
+
+def verify_lock_proof(secret: bytes, nonce: bytes, serial: str, bound: bool, counter: int,
+                      client_ref: str, response: bytes) -> bool:
+    """True when ``response`` (version byte + MAC, as the lock sent it) proves ``secret``."""
+    from cryptography.hazmat.primitives.ciphers import algorithms
+    from cryptography.hazmat.primitives.cmac import CMAC
+
+    if len(response) != 1 + LOCK_MAC_LEN or response[0] != LOCK_PROOF_VERSION:
+        return False
+    cmac = CMAC(algorithms.AES(secret))
+    cmac.update(lock_proof_message(nonce, serial, bound, counter, client_ref,
+                                   version=response[0]))
+    return hmac.compare_digest(cmac.finalize()[:LOCK_MAC_LEN], response[1:])
