@@ -1,7 +1,8 @@
 """The ``nyckelfri`` command line: thin commands over the agent's library.
 
-Exit codes: 0 ok, 2 usage error, 3 hardware error (reader), 4 refusal (a tag
-that was read but refused or unreadable), 5 data or configuration error (also a
+Exit codes: 0 ok, 2 usage error, 3 hardware error (reader, Bluetooth, lock), 4
+refusal (a tag that was read but refused or unreadable, a lock verdict that
+failed, a fitter's tick refused), 5 data or configuration error (also a
 centre refusing the agent: token, enrolment, protocol version), 6 the centre
 could not be reached (nothing is lost; try again later).
 Tracebacks only with ``--debug``.
@@ -24,8 +25,10 @@ from typing import Any
 import click
 
 from agent.config import AgentConfig, ConfigError, load_config
+from agent.fitter import FitterError
 from agent.store import ReferenceDataError, Store, StoreError
 from agent.visits import Decision
+from drivers.ble.errors import LockError
 from drivers.nfc.base import NfcError
 from sync.errors import CentreUnreachable, SyncError
 
@@ -50,11 +53,13 @@ def errors_to_exit(debug: bool) -> Iterator[None]:
     """Map the library's error roots to exit codes with their advice."""
     try:
         yield
-    except (NfcError, StoreError, ConfigError, SyncError) as exc:
+    except (NfcError, LockError, FitterError, StoreError, ConfigError, SyncError) as exc:
         if debug:
             raise
-        if isinstance(exc, NfcError):
+        if isinstance(exc, NfcError | LockError):
             code = EXIT_HARDWARE
+        elif isinstance(exc, FitterError):
+            code = EXIT_REFUSED
         elif isinstance(exc, CentreUnreachable):
             code = EXIT_NETWORK
         else:
@@ -318,6 +323,8 @@ def sync_cmd(ctx: click.Context, centre_url: str | None, token: str | None,
              data_dir: Path | None, config_file: Path | None, as_json: bool) -> None:
     """Sync with the centre now: push the outbox, pull reference data, measure the clock.
 
+    With ``fitter`` configured it also pulls the fitter's jobs (see ``job list``).
+
     Safe to run while the agent runs, and to interrupt: events are marked sent only
     once the centre holds them, and the centre keeps each event once. Exit code 6
     when the centre cannot be reached, 5 when it refuses the agent.
@@ -330,7 +337,9 @@ def sync_cmd(ctx: click.Context, centre_url: str | None, token: str | None,
         if not config.centre_url:
             raise ConfigError("no centre to sync with: give --centre URL, or set centre_url "
                               "in agent.toml or NYCKELFRI_CENTRE_URL")
-        with build_sync_client(config, store, SystemClock()) as client, \
+        # A fitter's agent (``fitter`` set) also pulls its jobs from the binder.
+        jobs = store if config.fitter else None
+        with build_sync_client(config, store, SystemClock(), jobs=jobs) as client, \
                 _progress(store.pending_count(), client.batch_size, as_json) as progress:
             report = client.sync_once(progress)
     summary = report.as_dict()
@@ -461,6 +470,249 @@ def tag_read(ctx: click.Context, reader_path: str, timeout: float, as_json: bool
         sys.exit(EXIT_REFUSED)
 
 
+# --- lock and job: the fitter --------------------------------------------------------------
+
+
+@main.group()
+def lock() -> None:
+    """Find and verify a client's digital lock over Bluetooth (fitters).
+
+    The Bluetooth used is ble_backend in agent.toml: "bleak" (this machine's
+    adapter, BlueZ) or "sim" (the simulated locks of 'nyckelfri sim lock', run
+    in-process). Exit codes: 3 Bluetooth or lock problem, 4 a verdict failed.
+    """
+
+
+def _lock_config(ctx: click.Context, data_dir: Path | None, config_file: Path | None,
+                 ble_backend: str | None) -> AgentConfig:
+    return _config(ctx, config_file, data_dir=data_dir, ble_backend=ble_backend)
+
+
+backend_option = click.option(
+    "--backend", "ble_backend", type=click.Choice(["bleak", "sim"]), default=None,
+    help="Override ble_backend: bleak (BlueZ) or sim (simulated locks, in-process).")
+
+
+def _lock_failed(exc: LockError, event_id: str | None, as_json: bool) -> CliError:
+    partial = exc.verification
+    if as_json:
+        _emit_json({"ok": False, "error": str(exc), "advice": exc.advice,
+                    "event_id": event_id,
+                    "verification": None if partial is None else partial.to_dict()})
+    recorded = (f" The attempt was recorded ({event_id}) and reaches the centre on sync."
+                if event_id else "")
+    return CliError(f"{str(exc).rstrip('.')}.{recorded}", EXIT_HARDWARE)
+
+
+@lock.command("scan")
+@click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(0.1, 120),
+              help="Seconds to listen.")
+@backend_option
+@data_dir_option
+@config_option
+@json_option
+@click.pass_context
+def lock_scan(ctx: click.Context, timeout: float, ble_backend: str | None,
+              data_dir: Path | None, config_file: Path | None, as_json: bool) -> None:
+    """List the nyckelfri locks in range, strongest signal first."""
+    from agent.fitter import lock_host
+
+    config = _lock_config(ctx, data_dir, config_file, ble_backend)
+    try:
+        with errors_to_exit(_debug(ctx)):
+            host = lock_host(config)
+        sightings = host.run(lambda driver: driver.scan(timeout))
+    except LockError as exc:
+        if _debug(ctx):
+            raise
+        raise _lock_failed(exc, None, as_json) from exc
+    rows = [{"address": s.address, "tag": s.tag, "rssi": s.rssi, "samples": s.samples,
+             "name": s.name, "version": s.version,
+             "near": s.rssi >= config.rssi_threshold} for s in sightings]
+    if as_json:
+        _emit_json({"locks": rows, "rssi_threshold": config.rssi_threshold})
+        return
+    if not rows:
+        click.echo(f"no nyckelfri lock heard in {timeout:g} s; wake the lock by turning the "
+                   "knob and stand at the door")
+    for row in rows:
+        near = "near" if row["near"] else "far (another door?)"
+        click.echo(f"{row['address']}  {row['name'] or '-':<16} tag {row['tag']}  "
+                   f"{row['rssi']} dBm  {near}")
+
+
+def _yes(ok: bool, good: str = "OK", bad: str = "WRONG") -> str:
+    return good if ok else bad
+
+
+@lock.command("verify")
+@click.option("--serial", required=True, help="The serial on the lock's label.")
+@click.option("--client", "client_ref", required=True,
+              help="The client reference the lock must be bound to (the job's).")
+@click.option("--job", "job_id", type=int, default=None,
+              help="The binder job this verification is for (removal jobs expect the lock "
+                   "unbound).")
+@backend_option
+@data_dir_option
+@config_option
+@json_option
+@click.pass_context
+def lock_verify(ctx: click.Context, serial: str, client_ref: str, job_id: int | None,
+                ble_backend: str | None, data_dir: Path | None, config_file: Path | None,
+                as_json: bool) -> None:
+    """Verify on site that the lock is here and bound right; record the proof.
+
+    Prints the on-site verdict at once: serial, binding, proximity, battery. The
+    challenge/response proof is recorded in the outbox (also for a failed attempt);
+    the centre checks it with the lock's secret on sync. Exit 0 when every on-site
+    verdict holds, 4 when one fails, 3 for a Bluetooth or lock problem.
+    """
+    from agent.clock import SystemClock
+    from agent.fitter import FitterSession, lock_host, on_site_verdict
+
+    config = _lock_config(ctx, data_dir, config_file, ble_backend)
+    with _open_store(ctx, config) as store, errors_to_exit(_debug(ctx)):
+        session = FitterSession(store, SystemClock(), lock_host(config), config.fitter_name)
+        job = store.job(job_id) if job_id is not None else None
+        try:
+            verification, event_id = session.verify(serial, client_ref, job_id)
+        except LockError as exc:
+            if _debug(ctx):
+                raise
+            raise _lock_failed(exc, session.last_event_id, as_json) from exc
+    verdict = on_site_verdict(verification, removal=job is not None and job.kind == "removal")
+    if as_json:
+        _emit_json({"ok": verdict.passed, "event_id": event_id, "verdict": verdict.as_dict(),
+                    "verification": verification.to_dict()})
+    else:
+        v = verification
+        bound = (f"bound to {v.bound_client}" if v.binding is not None and v.binding.bound
+                 else "unbound")
+        expected = "unbound" if verdict.removal else f"bound to {client_ref}"
+        click.echo(f"lock {serial}: serial {_yes(verdict.serial_ok)} ({v.serial})")
+        click.echo(f"  binding {_yes(verdict.binding_ok)}: {bound} (expected {expected})")
+        click.echo(f"  proximity {_yes(verdict.proximity_ok, 'OK', 'TOO FAR')}: {v.rssi} dBm "
+                   f"(threshold {v.rssi_threshold})")
+        click.echo(f"  battery {_yes(verdict.battery_ok, 'OK', 'LOW')}: "
+                   f"{v.battery_percent if v.battery_percent is not None else '?'} %")
+        if v.error:
+            click.echo(f"  note: {v.error}")
+        click.echo(f"proof recorded ({event_id}); the centre verifies it on sync")
+    if not verdict.passed:
+        advice = []
+        if not verdict.serial_ok:
+            advice.append("this is not the job's lock")
+        if not verdict.binding_ok:
+            advice.append("unbind the lock first" if verdict.removal
+                          else f"bind the lock to {client_ref} first")
+        if not verdict.proximity_ok:
+            advice.append("stand at the door: the signal is weak (another lock?)")
+        if not verdict.battery_ok:
+            advice.append("replace the batteries")
+        click.echo(f"on-site verdict FAILED: {'; '.join(advice) or 'no proof was read'}; "
+                   "then verify again", err=True)
+        ctx.exit(EXIT_REFUSED)
+
+
+@main.group()
+def job() -> None:
+    """A fitter's jobs from the binder: list them and tick their checkpoints, in order.
+
+    Jobs are pulled by 'nyckelfri sync' on an agent with fitter set (or 'job pull');
+    ticks are recorded offline and reach the centre on sync.
+    """
+
+
+@job.command("list")
+@data_dir_option
+@config_option
+@json_option
+@click.pass_context
+def job_list(ctx: click.Context, data_dir: Path | None, config_file: Path | None,
+             as_json: bool) -> None:
+    """The jobs pulled from the centre, with the checkpoints done and the next one."""
+    from agent.clock import SystemClock
+    from agent.fitter import FitterSession
+
+    config = _config(ctx, config_file, data_dir=data_dir)
+    with _open_store(ctx, config) as store, errors_to_exit(_debug(ctx)):
+        session = FitterSession(store, SystemClock(), None, config.fitter_name)
+        rows = []
+        for j in store.jobs():
+            done = session.done(j)
+            row = j.model_dump(mode="json")
+            row["done"] = done
+            row["next"] = next((c for c in j.checkpoints if c not in done), None)
+            rows.append(row)
+    if as_json:
+        _emit_json({"jobs": rows})
+        return
+    if not rows:
+        click.echo("no jobs on this agent; pull them with 'nyckelfri sync' (fitter set) or "
+                   "'nyckelfri job pull'")
+    for row in rows:
+        when = row["booked_start"] or "not booked"
+        click.echo(f"job {row['job_id']} {row['kind']:<7} client {row['client_ref']} lock "
+                   f"{row['lock_serial'] or '-'} {when} [{row['status']}]")
+        click.echo(f"  done: {', '.join(row['done']) or '-'}; next: {row['next'] or '-'}")
+
+
+@job.command("tick")
+@click.argument("job_id", type=int)
+@click.argument("checkpoint")
+@click.option("--signed-by", default=None, metavar="NAME",
+              help="Who signed the key receipt (required for keys_returned_receipt_signed).")
+@click.option("--verification", "verification_event_id", default=None, metavar="EVENT_ID",
+              help="The lock verification behind a lock (un)bound tick (default: the latest "
+                   "for the job).")
+@data_dir_option
+@config_option
+@json_option
+@click.pass_context
+def job_tick(ctx: click.Context, job_id: int, checkpoint: str, signed_by: str | None,
+             verification_event_id: str | None, data_dir: Path | None,
+             config_file: Path | None, as_json: bool) -> None:
+    """Tick CHECKPOINT of job JOB_ID: recorded offline, sent to the centre on sync.
+
+    Checkpoints go in the job's order; lock_bound_to_client / lock_unbound_from_client
+    need a passing 'lock verify --job JOB_ID' first. Exit 4 when refused.
+    """
+    from agent.clock import SystemClock
+    from agent.fitter import FitterSession
+
+    config = _config(ctx, config_file, data_dir=data_dir)
+    with _open_store(ctx, config) as store, errors_to_exit(_debug(ctx)):
+        session = FitterSession(store, SystemClock(), None, config.fitter_name)
+        event_id = session.tick(job_id, checkpoint, signed_by=signed_by,
+                                verification_event_id=verification_event_id)
+    if as_json:
+        _emit_json({"job_id": job_id, "checkpoint": checkpoint, "event_id": event_id})
+    else:
+        click.echo(f"job {job_id}: {checkpoint} ticked ({event_id}); the centre hears it on "
+                   "sync")
+
+
+@job.command("pull")
+@data_dir_option
+@config_option
+@json_option
+@click.pass_context
+def job_pull(ctx: click.Context, data_dir: Path | None, config_file: Path | None,
+             as_json: bool) -> None:
+    """Pull this fitter's jobs from the centre now (replaces the jobs on this agent)."""
+    from agent.clock import SystemClock
+    from agent.service import build_sync_client
+
+    config = _config(ctx, config_file, data_dir=data_dir)
+    with _open_store(ctx, config) as store, errors_to_exit(_debug(ctx)), \
+            build_sync_client(config, store, SystemClock(), jobs=store) as client:
+        jobs = client.pull_jobs()
+    if as_json:
+        _emit_json({"jobs": len(jobs)})
+    else:
+        click.echo(f"{len(jobs)} job(s) pulled; see 'nyckelfri job list'")
+
+
 # --- simulators ----------------------------------------------------------------------------
 
 
@@ -551,6 +803,52 @@ def sim_pn532(uid: str, product: str, uri: str | None, text: str | None, garbage
         sys.stdout.flush()
         _wait(seconds)
         emulator.remove()
+
+
+@sim.command("lock")
+@click.option("--serial", required=True, help="The simulated lock's serial, e.g. NF-000123.")
+@click.option("--secret", required=True, metavar="HEX",
+              help="Its 16-byte AES secret in hex (the centre must hold the same one).")
+@click.option("--client", "client_ref", default="", show_default=True,
+              help="The client it is bound to (empty: unbound).")
+@click.option("--battery", type=click.IntRange(0, 100), default=87, show_default=True,
+              help="Battery percent.")
+@click.option("--counter", "binding_counter", type=click.IntRange(0), default=1,
+              show_default=True, help="Binding counter.")
+@click.option("--rssi", type=int, default=-50, show_default=True,
+              help="Signal strength at the door, dBm (below -70: too far).")
+@click.option("--fault", "faults", multiple=True, metavar="NAME[=VALUE]",
+              help="A misbehaviour, repeatable: wrong_mac, notify=false, drop_after_reads=2, "
+                   "reject_challenge=14, wake_delay_s=1.5, missing=battery, advertising=false, "
+                   "advertised_serial=NF-9.")
+@data_dir_option
+@config_option
+@json_option
+@click.pass_context
+def sim_lock(ctx: click.Context, serial: str, secret: str, client_ref: str, battery: int,
+             binding_counter: int, rssi: int, faults: tuple[str, ...], data_dir: Path | None,
+             config_file: Path | None, as_json: bool) -> None:
+    """Add or update a simulated lock for 'nyckelfri lock' with ble_backend = "sim".
+
+    Writes the lock into sim_locks_file (default DATA_DIR/sim-locks.json). The
+    simulated air is in-process: nothing runs after this command returns; each
+    'lock scan' / 'lock verify' starts the listed locks on its own simulated air
+    and verifies them through the real driver code.
+    """
+    from agent.fitter import parse_fault, save_sim_lock
+
+    config = _config(ctx, config_file, data_dir=data_dir)
+    entry = {"serial": serial, "secret": secret.lower(), "bound_client": client_ref,
+             "battery": battery, "binding_counter": binding_counter, "rssi": rssi,
+             "faults": dict(parse_fault(f) for f in faults)}
+    with errors_to_exit(_debug(ctx)):
+        record = save_sim_lock(config.sim_locks_path, entry)
+    if as_json:
+        _emit_json({"file": str(config.sim_locks_path), "lock": record})
+    else:
+        state = f"bound to {client_ref}" if client_ref else "unbound"
+        click.echo(f"simulated lock {serial} ({state}) in {config.sim_locks_path}; use it "
+                   "with ble_backend = \"sim\" (NYCKELFRI_BLE_BACKEND=sim or --backend sim)")
 
 
 @main.command("demo")

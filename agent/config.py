@@ -15,13 +15,25 @@ The TOML file (``--config FILE``, else ``DATA_DIR/agent.toml`` when present)::
     token_file = "/etc/nyckelfri/token"          # or token = "..." (prefer the file: 0600)
     sync_interval_s = 60            # background sync period of `nyckelfri agent run`
     sync_max_attempts = 5           # attempts per request before a round gives up
+    fitter = "anna.f"               # the fitter's name on lock proofs and ticks (default:
+                                    # device_id)
+    ble_backend = "bleak"           # "bleak": this machine's Bluetooth (BlueZ);
+                                    # "sim": simulated locks in-process (training, tests)
+    sim_locks_file = "/var/lib/nyckelfri/sim-locks.json"  # default DATA_DIR/sim-locks.json
+    rssi_threshold = -70            # dBm: a weaker lock is "too far" (behind a wall)
 
 Environment overrides: ``NYCKELFRI_DEVICE_ID``, ``NYCKELFRI_READER`` (several
 separated by commas), ``NYCKELFRI_DATA_DIR``, ``NYCKELFRI_PERSONAL_STAFF_REF``,
 ``NYCKELFRI_REPEAT_WINDOW_S``, ``NYCKELFRI_MAX_VISIT_S``, ``NYCKELFRI_SIGN_IN_TTL_S``,
 ``NYCKELFRI_FEEDBACK``, ``NYCKELFRI_REQUIRE_GENUINE_TAGS``, ``NYCKELFRI_TRUST_SIM_TAGS``,
 ``NYCKELFRI_CENTRE_URL``, ``NYCKELFRI_TOKEN``, ``NYCKELFRI_TOKEN_FILE``,
-``NYCKELFRI_SYNC_INTERVAL_S``, ``NYCKELFRI_SYNC_MAX_ATTEMPTS``.
+``NYCKELFRI_SYNC_INTERVAL_S``, ``NYCKELFRI_SYNC_MAX_ATTEMPTS``, ``NYCKELFRI_FITTER``,
+``NYCKELFRI_BLE_BACKEND``, ``NYCKELFRI_SIM_LOCKS_FILE``, ``NYCKELFRI_RSSI_THRESHOLD``.
+
+``ble_backend = "sim"`` runs every lock command against a simulated air created in
+the command's own process: the locks of ``sim_locks_file`` (written by
+``nyckelfri sim lock``) are started, the lock is verified and the air is gone again,
+all inside one ``asyncio.run`` (see :mod:`agent.fitter`).
 """
 
 from __future__ import annotations
@@ -47,6 +59,11 @@ from sync.client import MAX_ATTEMPTS as DEFAULT_SYNC_MAX_ATTEMPTS
 
 CONFIG_NAME = "agent.toml"
 DEFAULT_SYNC_INTERVAL_S = 60.0
+# The driver's proximity threshold (drivers.ble.lock.RSSI_THRESHOLD_DBM, pinned by a
+# test; not imported so that reading the config does not load bleak).
+DEFAULT_RSSI_THRESHOLD = -70
+BLE_BACKENDS = ("bleak", "sim")
+SIM_LOCKS_NAME = "sim-locks.json"
 ENV_PREFIX = "NYCKELFRI_"
 DEFAULT_DATA_DIR = (
     Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local/state")) / "nyckelfri"
@@ -77,6 +94,20 @@ class AgentConfig:
     sync_interval_s: float = DEFAULT_SYNC_INTERVAL_S
     # Attempts per HTTP call before a round gives up (sync.client.MAX_ATTEMPTS).
     sync_max_attempts: int = DEFAULT_SYNC_MAX_ATTEMPTS
+    # Fitters: whose name goes on lock proofs and ticks (None: device_id), which
+    # Bluetooth the lock commands use, and the proximity threshold of a verification.
+    fitter: str | None = None
+    ble_backend: str = "bleak"  # "bleak" (BlueZ) | "sim" (in-process simulated locks)
+    sim_locks_file: Path | None = None  # None: DATA_DIR/sim-locks.json
+    rssi_threshold: int = DEFAULT_RSSI_THRESHOLD
+
+    @property
+    def fitter_name(self) -> str:
+        return self.fitter or self.device_id
+
+    @property
+    def sim_locks_path(self) -> Path:
+        return self.sim_locks_file or (self.data_dir / SIM_LOCKS_NAME)
 
     @property
     def sync_configured(self) -> bool:
@@ -143,7 +174,19 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         if name == "readers":
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(str(i).strip() for i in items if str(i).strip())
-        if name in ("data_dir", "token_file"):
+        if name == "rssi_threshold":
+            dbm = int(value)
+            if not -127 <= dbm <= 20:
+                raise ValueError("must be a signal strength in dBm, -127..20 (e.g. -70)")
+            return dbm
+        if name == "ble_backend":
+            backend = str(value).strip().lower()
+            if backend not in BLE_BACKENDS:
+                raise ValueError(f"must be one of {', '.join(BLE_BACKENDS)}")
+            return backend
+        if name == "fitter":
+            return str(value).strip() or None
+        if name in ("data_dir", "token_file", "sim_locks_file"):
             return Path(str(value)).expanduser()
         if name == "centre_url":
             url = str(value).strip().rstrip("/")

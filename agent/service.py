@@ -93,6 +93,8 @@ def build_sync_client(config: AgentConfig, store: Store, clock: Clock, *,
                         "NYCKELFRI_CENTRE_URL or --centre")
     source = StampClockSource(clock)
     kwargs.setdefault("max_attempts", config.sync_max_attempts)
+    if config.fitter:
+        kwargs.setdefault("jobs", store)  # a fitter's agent also pulls its binder jobs
     return SyncClient(config.centre_url, config.sync_token(), config.device_id, store, store,
                       source, anchors=store, cancel=cancel, wall_clock=source.wall, **kwargs)
 

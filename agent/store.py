@@ -30,7 +30,7 @@ from routine import reference
 from routine.timekeeping import Anchor
 
 if TYPE_CHECKING:  # the store needs no sync code, only the shape of a reference item
-    from sync.protocol import ReferenceItem
+    from sync.protocol import FitterJob, ReferenceItem
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +154,20 @@ def _v3_sync(db: sqlite_utils.Database) -> None:
                "WHERE sent_at IS NULL AND rejected_reason IS NULL")
 
 
+def _v4_fitter_jobs(db: sqlite_utils.Database) -> None:
+    # Fitters: the binder jobs pulled from the centre (the whole sync.protocol.FitterJob
+    # as JSON, replaced on every pull) and the checkpoints ticked here, kept locally so
+    # the order rules hold offline before the centre has heard of the ticks.
+    db.execute("CREATE TABLE jobs (job_id INTEGER PRIMARY KEY, payload TEXT NOT NULL, "
+               "pulled_at TEXT NOT NULL)")
+    db.execute("CREATE TABLE job_checkpoints (job_id INTEGER NOT NULL, "
+               "checkpoint TEXT NOT NULL, event_id TEXT NOT NULL UNIQUE, "
+               "fitter TEXT NOT NULL, verification_event_id TEXT, signed_by TEXT, "
+               "ticked_at TEXT NOT NULL, PRIMARY KEY (job_id, checkpoint))")
+
+
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
-    _v1_core, _v2_tap_log, _v3_sync,
+    _v1_core, _v2_tap_log, _v3_sync, _v4_fitter_jobs,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -451,6 +463,77 @@ class Store:
             return None
         return Anchor(row["boot_id"], row["boottime_ns"],
                       datetime.fromisoformat(row["server_time"]), row["rtt_ns"])
+
+    # --- fitter jobs ------------------------------------------------------------------
+
+    def replace_jobs(self, jobs: Sequence[FitterJob]) -> None:
+        """The centre's current list of this fitter's jobs replaces the pulled ones.
+
+        Checkpoints ticked here stay (``job_checkpoints``): they are the fitter's record.
+        """
+        at = _utc_now()
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM jobs")
+            conn.executemany(
+                "INSERT INTO jobs(job_id, payload, pulled_at) VALUES (?, ?, ?)",
+                [(job.job_id, job.model_dump_json(), at) for job in jobs],
+            )
+
+    def jobs(self) -> list[FitterJob]:
+        """The pulled jobs, by booked start then id."""
+        from sync.protocol import FitterJob
+
+        with self._lock:
+            rows = self.conn.execute("SELECT payload FROM jobs ORDER BY job_id").fetchall()
+        jobs = [FitterJob.model_validate_json(r["payload"]) for r in rows]
+        return sorted(jobs, key=lambda j: (j.booked_start is None,
+                                           j.booked_start.isoformat() if j.booked_start
+                                           else "", j.job_id))
+
+    def job(self, job_id: int) -> FitterJob | None:
+        from sync.protocol import FitterJob
+
+        with self._lock:
+            row = self.conn.execute("SELECT payload FROM jobs WHERE job_id = ?",
+                                    (job_id,)).fetchone()
+        return None if row is None else FitterJob.model_validate_json(row["payload"])
+
+    def record_checkpoint(
+        self, conn: sqlite3.Connection, job_id: int, checkpoint: str, event_id: str, *,
+        fitter: str, ticked_at: str, verification_event_id: str | None = None,
+        signed_by: str | None = None,
+    ) -> None:
+        """Note a ticked checkpoint inside the caller's transaction (with its event)."""
+        conn.execute(
+            "INSERT INTO job_checkpoints(job_id, checkpoint, event_id, fitter, "
+            "verification_event_id, signed_by, ticked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (job_id, checkpoint, event_id, fitter, verification_event_id, signed_by, ticked_at),
+        )
+
+    def job_checkpoints(self, job_id: int) -> list[dict[str, Any]]:
+        """The checkpoints ticked on this agent for ``job_id``, in the order ticked."""
+        with self._lock:
+            return [dict(r) for r in self.conn.execute(
+                "SELECT job_id, checkpoint, event_id, fitter, verification_event_id, "
+                "signed_by, ticked_at FROM job_checkpoints WHERE job_id = ? ORDER BY rowid",
+                (job_id,))]
+
+    def lock_verifications(self, job_id: int | None = None) -> list[dict[str, Any]]:
+        """Recorded ``lock.verification`` events (for ``job_id``), oldest first:
+        ``event_id``, ``at`` and the event's ``data``. Sent ones included."""
+        sql = "SELECT event_id, payload FROM outbox WHERE kind = 'lock.verification'"
+        params: tuple[Any, ...] = ()
+        if job_id is not None:
+            sql += " AND json_extract(payload, '$.data.job_id') = ?"
+            params = (job_id,)
+        with self._lock:
+            rows = self.conn.execute(sql + " ORDER BY seq", params).fetchall()
+        found = []
+        for row in rows:
+            payload = json.loads(row["payload"])
+            found.append({"event_id": row["event_id"], "at": payload.get("at"),
+                          "data": payload.get("data", {})})
+        return found
 
     @staticmethod
     def _meta(conn: sqlite3.Connection, key: str) -> str | None:

@@ -17,6 +17,7 @@ imported (it imports this module at its end).
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -25,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from central.cases import proofs
 from central.cases.access import Actor
 from central.cases.store import RoutineStore
 from central.cases.values import ImplementationKind, JobKind
@@ -811,6 +813,78 @@ def lock_unbind(ctx: click.Context, serial: str, as_name: str | None, as_json: b
         answer = api.LockAnswer(serial=serial, client_ref=None,
                                 server_time=routine.central.now())
     show(answer, as_json, lambda: click.echo(f"lock {serial} unbound"))
+
+
+@lock.command("enrol")
+@click.argument("serial")
+@click.option("--secret", "secret_hex", default=None, metavar="HEX",
+              help="The lock's 16-byte secret, 32 hex digits.")
+@click.option("--generate", is_flag=True,
+              help="Generate a secret and print it once, to program into the lock.")
+@as_option
+@json_option
+@click.pass_context
+def lock_enrol(ctx: click.Context, serial: str, secret_hex: str | None, generate: bool,
+               as_name: str | None, as_json: bool) -> None:
+    """Keep lock SERIAL's secret at the centre, its only holder (admin, alarm admin)."""
+    if (secret_hex is None) == (not generate):
+        raise CliError("give the secret with --secret HEX or make one with --generate",
+                       EXIT_USAGE)
+    if generate:
+        secret = secrets.token_bytes(proofs.SECRET_BYTES)
+    else:
+        try:
+            secret = bytes.fromhex(secret_hex or "")
+        except ValueError:
+            secret = b""
+        if len(secret) != proofs.SECRET_BYTES:
+            raise CliError(f"--secret: {proofs.SECRET_BYTES * 2} hex digits "
+                           f"({proofs.SECRET_BYTES} bytes)", EXIT_USAGE)
+    with acting(ctx, as_name) as (routine, actor):
+        routine.enrol_lock(serial, secret, actor)
+        # The generated secret is shown here once (this CLI's output only, never the API).
+        answer = LockEnrolled(serial=serial, secret_hex=secret.hex() if generate else None,
+                              server_time=routine.central.now())
+
+    def human() -> None:
+        click.echo(f"lock {serial}: secret enrolled")
+        if answer.secret_hex:
+            click.echo(f"secret (shown once; program it into the lock): {answer.secret_hex}")
+    show(answer, as_json, human)
+
+
+class LockEnrolled(Answer):
+    serial: str
+    secret_hex: str | None = None  # only when generated: shown once
+    server_time: datetime
+
+
+@lock.command("verifications")
+@click.option("--serial", default=None, metavar="SERIAL", help="Only this lock.")
+@click.option("--job", "job_id", type=int, default=None, metavar="ID", help="Only this job.")
+@as_option
+@json_option
+@click.pass_context
+def lock_verifications(ctx: click.Context, serial: str | None, job_id: int | None,
+                       as_name: str | None, as_json: bool) -> None:
+    """The centre's verdicts on lock proofs from fitters' agents, oldest first."""
+    with acting(ctx, as_name) as (routine, actor):
+        found = routine.lock_verifications(actor, serial=serial, job_id=job_id)
+        answer = api.LockVerifications(
+            verifications=[api.LockVerificationOut.model_validate(v) for v in found],
+            server_time=routine.central.now())
+
+    def human() -> None:
+        if not answer.verifications:
+            click.echo("no lock verifications")
+        for v in answer.verifications:
+            binding = ("-" if v.bound is None else
+                       f"bound to {v.bound_client}" if v.bound else "unbound")
+            battery = f"{v.battery}%" if v.battery is not None else "-"
+            click.echo(f"{_when(v.read_at)}  {v.serial or '-':<16} {v.verdict:<13} "
+                       f"job {v.job_id or '-':<6} {binding:<24} battery {battery:<5} "
+                       f"{v.fitter or v.device}")
+    show(answer, as_json, human)
 
 
 # --- alerts and reports -----------------------------------------------------------------------

@@ -149,6 +149,9 @@ class VisitRow:
         return _jsonable(asdict(self))
 
 
+IngestHook = Callable[["DeviceInfo", list[Event]], None]
+
+
 class _Put(NamedTuple):
     """One reference write: a record, or a tombstone when ``deleted``."""
 
@@ -169,6 +172,7 @@ class CentralStore:
         self._engine = engine
         self._clock = clock or _utc_now
         self._zone = day_zone or ZoneInfo(DEFAULT_DAY_ZONE)
+        self._ingest_hooks: dict[str, IngestHook] = {}
 
     @classmethod
     def open(cls, database: str, *, clock: Callable[[], datetime] | None = None,
@@ -314,6 +318,15 @@ class CentralStore:
 
     # --- ingest --------------------------------------------------------------------------
 
+    def add_ingest_hook(self, name: str, hook: IngestHook) -> None:
+        """Run ``hook(device, events)`` after each ingest's COMMIT, with the batch's events
+        now held (new or from an earlier delivery). A hook must be idempotent per
+        ``event_id`` (a redelivery hands it the same events again) and must not raise: an
+        error is logged and swallowed, the events stay stored and the next delivery of
+        them retries. One hook per ``name`` (adding it again replaces it).
+        """
+        self._ingest_hooks[name] = hook
+
     def ingest(self, device: DeviceInfo, events: Sequence[Event],
                clock: ClockSample | None) -> IngestResult:
         """Store a batch from ``device`` once each, durably, before returning.
@@ -345,6 +358,12 @@ class CentralStore:
                 conn.execute(sa.update(db.devices).where(db.devices.c.name == device.name)
                              .values(event_count=db.devices.c.event_count + len(new)))
         stored = [e.event_id for e in mine if e.event_id in new or e.event_id in held]
+        kept = set(stored)
+        for name, hook in list(self._ingest_hooks.items()):
+            try:
+                hook(device, [e for e in mine if e.event_id in kept])
+            except Exception:  # the events are stored; their redelivery retries the hook
+                log.exception("device %s: ingest hook %s failed", device.name, name)
         log.info("device %s: %d event(s) new, %d already held, %d rejected, %d visit(s) "
                  "refolded", device.name, len(new), len(held), len(rejected) + len(collisions),
                  len(refold))

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
 import httpx
@@ -54,6 +54,8 @@ from sync.protocol import (
     ClockSample,
     DeviceName,
     Event,
+    FitterJob,
+    JobsPage,
     ProblemDetail,
     PushRequest,
     PushResponse,
@@ -174,6 +176,14 @@ class ReferenceSink(Protocol):
         ...
 
 
+@runtime_checkable
+class JobSink(Protocol):
+    """Where pulled fitter jobs go (``agent.store.Store``): the centre's current list
+    of this device's jobs replaces the previous one."""
+
+    def replace_jobs(self, jobs: Sequence[FitterJob]) -> None: ...
+
+
 class ClockStore(Protocol):
     """Keeps the best clock anchor of each boot across restarts (agent.store.Store)."""
 
@@ -214,6 +224,7 @@ class SyncReport:
     clock: ClockSample  # this round's best sample
     offset_s: float  # centre's clock minus this device's wall clock
     duration_s: float
+    jobs: int | None = None  # fitter jobs pulled (None: not pulled this round)
 
     def as_dict(self) -> dict[str, Any]:
         push = asdict(self.push)
@@ -227,6 +238,7 @@ class SyncReport:
             "clock_rtt_ms": round(self.clock.rtt_ns / 1e6, 3),
             "duration_s": round(self.duration_s, 3),
             "push": push,
+            **({} if self.jobs is None else {"jobs": self.jobs}),
         }
 
 
@@ -271,6 +283,7 @@ class SyncClient:
         clock: ClockSource,
         *,
         anchors: ClockStore | None = None,
+        jobs: JobSink | None = None,
         transport: httpx.BaseTransport | None = None,
         batch_size: int = MAX_BATCH,
         max_attempts: int = MAX_ATTEMPTS,
@@ -302,6 +315,9 @@ class SyncClient:
         self.reference = reference
         self.clock = clock
         self.anchors = anchors
+        # Fitter jobs are pulled each round only when a sink is given (a fitter's agent
+        # passes its store): other agents make no extra request.
+        self.jobs = jobs
         self.batch_size = batch_size
         self.max_attempts = max(1, max_attempts)
         self.clock_samples = max(1, clock_samples)
@@ -350,8 +366,9 @@ class SyncClient:
             self.pull_reference()
             raise
         items = self.pull_reference()
+        jobs = self._pull_jobs_if_served() if self.jobs is not None else None
         duration_s = (self.clock.boottime_ns() - started) / 1e9
-        report = SyncReport(push, items, sample, offset_s, duration_s)
+        report = SyncReport(push, items, sample, offset_s, duration_s, jobs)
         log.info("sync %s: pushed %d, stored %d, rejected %d, reference items %d, "
                  "clock offset %+.3f s (rtt %.1f ms) in %.1f s", self.device_id, push.sent,
                  push.stored, len(push.rejected), items, offset_s, sample.rtt_ns / 1e6,
@@ -540,6 +557,32 @@ class SyncClient:
         response = self._send("GET", "/v1/reference",
                               params={"since": since, "limit": MAX_REFERENCE_PAGE})
         return _parse(ReferencePage, response)
+
+    # --- fitter jobs -----------------------------------------------------------------------
+
+    def pull_jobs(self) -> list[FitterJob]:
+        """This device's fitter jobs from the binder (GET /v1/jobs), stored in the job
+        sink when there is one (replacing the previous list). Returns them."""
+        page = self._retry("GET /v1/jobs", self._jobs_page)
+        jobs = list(page.jobs)
+        if self.jobs is not None:
+            self.jobs.replace_jobs(jobs)
+        log.info("sync %s: %d fitter job(s) pulled", self.device_id, len(jobs))
+        return jobs
+
+    def _jobs_page(self) -> JobsPage:
+        return _parse(JobsPage, self._send("GET", "/v1/jobs"))
+
+    def _pull_jobs_if_served(self) -> int | None:
+        """``pull_jobs`` within a round; a centre without the jobs endpoint (404, an
+        older centre) is not an error: the stored jobs stay and None is reported."""
+        try:
+            return len(self.pull_jobs())
+        except ProtocolMismatch as exc:
+            if exc.status != 404:
+                raise
+            log.info("sync %s: the centre serves no fitter jobs (%s)", self.device_id, exc)
+            return None
 
     # --- HTTP ---------------------------------------------------------------------------------
 

@@ -19,9 +19,10 @@ that raised it changes:
   is installed, shown for :data:`KEY_USE_REVIEW_DAYS`; a warning where the routine
   finds no reason for it, information where it was an emergency or the lock was
   unavailable (it still needs explaining afterwards).
-- ``low_lock_battery``: the latest battery reading a fitter's agent reported for a
-  lock (an event ``lock.*`` with ``data.lock_serial`` and ``data.battery_percent``)
-  at or below the routine's threshold.
+- ``low_lock_battery``: the latest battery reading of a lock from a *verified*
+  ``lock.verification`` event (``data.serial``, ``data.battery_percent``; the
+  centre's verdicts in ``lock_verifications``, :mod:`central.cases.proofs`) at or
+  below the routine's threshold.
 
 Date rules use ``today`` (default: the centre's today in its day zone); the
 no-visit gap is measured to the centre's clock now.
@@ -54,7 +55,6 @@ KEY_USE_REVIEW_DAYS = 7
 VISITING = frozenset({ImplementationKind.HOME_CARE, ImplementationKind.NIGHT_HELP})
 TAP_REFUSED = "tap.refused"
 LOCK_INSTALLED_REFUSAL = "lock_installed"  # agent.visits.Refusal.LOCK_INSTALLED
-LOCK_EVENTS = "lock.%"  # fitters' agents report lock readings as lock.* events
 _ORDER = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
 
 
@@ -263,17 +263,15 @@ def _key_uses(conn: Connection, s: Settings) -> Iterable[Alert]:
 
 
 def _low_battery(conn: Connection) -> Iterable[Alert]:
-    e = central_db.events.c
+    """From verified lock proofs only: a forged or unproven reading raises nothing."""
+    v = t.lock_verifications.c
     latest: dict[str, tuple[datetime, int, str | None]] = {}
-    for payload, at in conn.execute(sa.select(e.payload, e.best_at)
-                                    .where(e.kind.like(LOCK_EVENTS)).order_by(e.seq)):
-        data = payload.get("data", {})
-        serial, level = data.get("lock_serial"), data.get("battery_percent")
-        if not isinstance(serial, str) or isinstance(level, bool) or not isinstance(level, int):
-            continue
+    query = (sa.select(v.serial, v.battery, v.bound, v.bound_client, v.read_at)
+             .where(v.verdict == "verified", v.battery.is_not(None), v.serial.is_not(None))
+             .order_by(v.read_at, v.verified_at))
+    for serial, level, bound, client, at in conn.execute(query):
         if serial not in latest or at >= latest[serial][0]:
-            client = data.get("client_ref")
-            latest[serial] = (at, level, client if isinstance(client, str) else None)
+            latest[serial] = (at, level, client if bound else None)
     for serial, (at, level, client) in sorted(latest.items()):
         alert = deadlines.low_battery_alert(serial, level)
         if alert is not None:

@@ -203,3 +203,52 @@ tag_stock = sa.Table(
     sa.Column("count", sa.Integer(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+# --- lock proofs (migration 0003) ----------------------------------------------------------
+
+# A lock's secret lives only here, never in an API answer nor at an agent. Stored as
+# given; in production it is to be encrypted at rest (envelope encryption with a KMS key).
+lock_secrets = sa.Table(
+    "lock_secrets", metadata,
+    sa.Column("serial", sa.String(REF), primary_key=True),
+    sa.Column("secret", sa.LargeBinary(), nullable=False),
+    sa.Column("enrolled_at", UTCDateTime(), nullable=False),
+    sa.Column("enrolled_by", sa.String(NAME), nullable=False),
+)
+
+# One row per stored lock.verification event: the centre's verdict on its proof.
+lock_verifications = sa.Table(
+    "lock_verifications", metadata,
+    sa.Column("event_id", sa.String(32), primary_key=True),
+    sa.Column("device", sa.String(NAME), nullable=False),
+    sa.Column("fitter", sa.String(NAME), nullable=True),
+    sa.Column("job_id", sa.BigInteger(), nullable=True),
+    sa.Column("serial", sa.String(REF), nullable=True),
+    sa.Column("bound_client", sa.String(REF), nullable=True),
+    sa.Column("bound", sa.Boolean(), nullable=True),
+    sa.Column("counter", sa.BigInteger(), nullable=True),
+    sa.Column("battery", sa.Integer(), nullable=True),
+    sa.Column("rssi", sa.Integer(), nullable=True),
+    sa.Column("verdict", sa.String(SHORT), nullable=False),
+    sa.Column("read_at", UTCDateTime(), nullable=False),  # the event's best time
+    sa.Column("verified_at", UTCDateTime(), nullable=False),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Index(None, "serial"),
+    sa.Index(None, "job_id"),
+)
+
+# One row per stored job.checkpoint event: applied, or refused with the reason.
+job_checkpoints = sa.Table(
+    "job_checkpoints", metadata,
+    sa.Column("event_id", sa.String(32), primary_key=True),
+    sa.Column("ordinal", sa.BigInteger(), nullable=False),  # processing order
+    sa.Column("device", sa.String(NAME), nullable=False),
+    sa.Column("job_id", sa.BigInteger(), nullable=True),
+    sa.Column("fitter", sa.String(NAME), nullable=True),
+    sa.Column("checkpoint", sa.String(NAME), nullable=True),
+    sa.Column("verification_event_id", sa.String(32), nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False),  # applied | refused
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("recorded_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "job_id"),
+)

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from central import db as central_db
-from central.cases import access, effects, facts, refdata, reports, rows
+from central.cases import access, effects, facts, proofs, refdata, reports, rows
 from central.cases import db as t
 from central.cases.access import Actor, Units
 from central.cases.alerts import Alert, Settings, compute
@@ -94,6 +94,8 @@ class RoutineStore:
         self.units = units or Units()
         self.key_policy = key_policy
         self.tag_when_no_lock_by_choice = tag_when_no_lock_by_choice
+        self.proofs = proofs.LockProofs(self)
+        central.add_ingest_hook(proofs.HOOK, self.proofs.after_ingest)
 
     # The central store's transactions (connection errors become DatabaseUnavailable).
     @contextmanager
@@ -473,6 +475,49 @@ class RoutineStore:
         key = refdata.lock_serial(serial)
         with self._write() as conn:
             refdata.put_lock(conn, key, client, self.central.now())
+
+    def enrol_lock(self, serial: str, secret: bytes, actor: Actor) -> None:
+        """Keep the lock's 16-byte secret (AES-128) at the centre, its only holder: agents
+        never see it, no API answer carries it. Admin or alarm administrator."""
+        proofs.require_lock_admin(actor, "enrol lock secrets")
+        key = refdata.lock_serial(serial)
+        proofs.check_secret(secret)
+        with self._write() as conn:
+            proofs.enrol(conn, key, secret, actor.name, self.central.now())
+        log.info("lock %s: secret enrolled by %s", key, actor.name)
+
+    def lock_enrolled(self, serial: str) -> bool:
+        s = t.lock_secrets.c
+        with self._read() as conn:
+            return conn.execute(sa.select(s.serial).where(
+                s.serial == refdata.lock_serial(serial))).first() is not None
+
+    def lock_verifications(self, actor: Actor, *, serial: str | None = None,
+                           job_id: int | None = None) -> list[proofs.LockVerification]:
+        """The centre's verdicts on lock verifications, oldest first."""
+        proofs.require_lock_admin(actor, "read lock verifications")
+        with self._read() as conn:
+            return proofs.verifications(
+                conn, serial=refdata.lock_serial(serial) if serial is not None else None,
+                job_id=job_id)
+
+    def job_checkpoints(self, job_id: int) -> list[proofs.Checkpoint]:
+        with self._read() as conn:
+            return proofs.checkpoints(conn, job_id)
+
+    def fitter_jobs(self, jobs: list[Job]) -> list[tuple[Job, str | None, list[str],
+                                                          list[str]]]:
+        """Per job: its lock serial (the client's bound lock), key numbers, checkpoints
+        ticked (applied)."""
+        with self._read() as conn:
+            done = proofs.applied_checkpoints(conn, [j.id for j in jobs])
+            out = []
+            for j in jobs:
+                serials = refdata.locks_bound_to(conn, j.client_ref)
+                numbers = sorted({s.key_number for s in rows.key_sets_of(conn, j.client_ref,
+                                                              bound_only=True)})
+                out.append((j, serials[0] if serials else None, numbers, done.get(j.id, [])))
+        return out
 
     # --- the key register (section 4) -------------------------------------------------------
 

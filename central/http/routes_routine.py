@@ -26,6 +26,7 @@ from pydantic import ConfigDict, Field
 from central.cases import access
 from central.cases.alerts import Alert
 from central.cases.errors import AccessDenied, CaseError
+from central.cases.proofs import checkpoints_of
 from central.cases.reports import ClientStatus, PendingInstall, Removal, VisitMethods
 from central.cases.store import RoutineStore
 from central.cases.values import (
@@ -47,7 +48,7 @@ from routine.deadlines import AlertKind, RemovalLevel, Severity
 from routine.flows import FACTS, Flow, Role, machine
 from routine.keys import KeyUnit, KeyUseReason
 from routine.tags import TagState
-from sync.protocol import Answer, AwareDatetime, Model
+from sync.protocol import Answer, AwareDatetime, FitterJob, JobsPage, Model
 
 # --- request and answer models ---------------------------------------------------------------
 
@@ -745,13 +746,61 @@ def schedule(actor: DeviceDep, routine: RoutineDep, fitter: Ref = None,
                     server_time=routine.central.now())
 
 
-@router.get("/jobs", response_model=JobList, responses=READ)
-def jobs(actor: DeviceDep, routine: RoutineDep, fitter: Ref = None) -> JobList:
+@router.get("/jobs", response_model=JobsPage, responses=READ)
+def jobs(actor: DeviceDep, routine: RoutineDep, fitter: Ref = None) -> JobsPage:
     """A fitter's open jobs by appointment, for the fitter's agent to pull (an alarm
-    administrator names the fitter)."""
-    found = jobs_for(routine, actor, fitter)
-    return JobList(jobs=[JobOut.model_validate(j) for j in found],
-                   server_time=routine.central.now())
+    administrator names the fitter): references only, with the checkpoints to tick and
+    those ticked already. The fitter's agent authenticates with the fitter's token."""
+    return JobsPage(jobs=fitter_jobs(routine, jobs_for(routine, actor, fitter)),
+                    server_time=routine.central.now())
+
+
+def fitter_jobs(routine: RoutineStore, found: list[Job]) -> list[FitterJob]:
+    return [FitterJob(job_id=j.id, case_id=j.case_id, kind=j.kind.value,
+                      client_ref=j.client_ref, lock_serial=serial, key_numbers=numbers,
+                      booked_start=j.booking.start if j.booking else None,
+                      booked_end=j.booking.end if j.booking else None,
+                      status=("done" if j.done_at is not None
+                              else "booked" if j.booking is not None else "open"),
+                      checkpoints=list(checkpoints_of(j.kind)), done=done)
+            for j, serial, numbers, done in routine.fitter_jobs(found)]
+
+
+class LockVerificationOut(Out):
+    """The centre's verdict on one lock verification (the lock's key material stays put)."""
+
+    event_id: str
+    device: str
+    fitter: str | None
+    job_id: int | None
+    serial: str | None
+    bound_client: str | None
+    bound: bool | None
+    counter: int | None
+    battery: int | None
+    rssi: int | None
+    verdict: str
+    read_at: datetime
+    verified_at: datetime
+    error: str | None
+
+
+class LockVerifications(Answer):
+    verifications: list[LockVerificationOut]
+    server_time: datetime
+
+
+@router.get("/lock-verifications", response_model=LockVerifications, responses=READ)
+def lock_verifications(actor: DeviceDep, routine: RoutineDep,
+                       serial: Annotated[str | None, Query(max_length=128)] = None,
+                       job: Annotated[int | None, Query(ge=1, le=MAX_INT64)] = None,
+                       ) -> LockVerifications:
+    """Verdicts on the lock proofs fitters' agents pushed (verified, forged, unknown_lock,
+    no_proof, invalid), oldest first. Admin or alarm administrator."""
+    found = routine.lock_verifications(actor, serial=serial, job_id=job)
+    return LockVerifications(verifications=[LockVerificationOut.model_validate(v)
+                                            for v in found],
+                             server_time=routine.central.now())
 
 
 # --- keys ---------------------------------------------------------------------------------

@@ -149,7 +149,7 @@ def test_migration_to_sync_schema_keeps_buffered_events(tmp_path):
         )
     conn.close()
     with Store(path) as store:  # ...upgraded in place
-        assert store.schema_version == 3
+        assert store.schema_version == SCHEMA_VERSION
         assert [e.event_id for e in store.pending_events()] == ["e2"]
         assert store.outbox_counts() == {"total": 2, "sent": 1, "pending": 1}
         assert store.rejected_count() == 0

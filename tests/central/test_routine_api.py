@@ -211,7 +211,7 @@ def test_2a_walk_from_order_to_installed_lock(api: Routine) -> None:
     booking = api.book(case["id"])["booking"]
     assert (booking["fitter"], booking["client_ref"]) == ("fitter", client)
     assert api.state(case["id"]) == "installation_booked"
-    assert [j["id"] for j in api.get("fitter", "/v1/jobs")["jobs"]] == [booking["job_id"]]
+    assert [j["job_id"] for j in api.get("fitter", "/v1/jobs")["jobs"]] == [booking["job_id"]]
     schedule = api.get("alarm_admin", "/v1/schedule", fitter="fitter",
                        day=FIRST_SLOT.date().isoformat())
     assert schedule["bookings"] == [booking]
