@@ -16,9 +16,19 @@ The answer models here are also what ``nyckelfri-central ... --json`` prints
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import inspect
+from dataclasses import asdict, fields
 from datetime import date, datetime
-from typing import Annotated, Self
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    ClassVar,
+    Self,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import ConfigDict, Field
@@ -26,7 +36,7 @@ from pydantic import ConfigDict, Field
 from central.cases import access
 from central.cases.alerts import Alert
 from central.cases.errors import AccessDenied, CaseError
-from central.cases.proofs import checkpoints_of
+from central.cases.proofs import LockVerification, checkpoints_of
 from central.cases.reports import ClientStatus, PendingInstall, Removal, VisitMethods
 from central.cases.store import RoutineStore
 from central.cases.values import (
@@ -34,9 +44,15 @@ from central.cases.values import (
     Case,
     CaseStep,
     DocumentationText,
+    Implementation,
     ImplementationKind,
+    InboxMessage,
     Job,
     JobKind,
+    KeyReceipt,
+    KeySet,
+    KeyUse,
+    Tag,
 )
 from central.http.dependencies import DeviceDep, StoreDep, require_json
 from central.http.middleware import require_protocol
@@ -44,10 +60,8 @@ from central.http.problems import AUTHED, WITH_BODY, RoutineProblem, problem_res
 from central.http.routes_admin import Key, Ref
 from central.storable import MAX_INT64
 from routine import texts
-from routine.deadlines import AlertKind, RemovalLevel, Severity
-from routine.flows import FACTS, Flow, Role, machine
-from routine.keys import KeyUnit, KeyUseReason
-from routine.tags import TagState
+from routine.flows import FACTS, Action, Flow, Role, machine
+from routine.keys import KeyUnit
 from sync.protocol import Answer, AwareDatetime, FitterJob, JobsPage, Model
 
 # --- request and answer models ---------------------------------------------------------------
@@ -63,35 +77,48 @@ class Out(Answer):
     model_config = ConfigDict(extra="ignore", frozen=True, from_attributes=True)
 
 
-class ActionOut(Out):
+class ValueOut(Out):
+    """The answer of one of the routine store's frozen values, with the same fields.
+
+    A subclass names the dataclass in ``__value__`` and gets its fields, in order and
+    without defaults (all required in the schema, as the store always sets them); fields
+    it annotates itself replace one of the same name in place (a nested value's own answer
+    model), or follow (a property of the value, such as ``open``).
+    """
+
+    __value__: ClassVar[type | None] = None
+
+    if TYPE_CHECKING:  # the fields come from __value__, out of a type checker's sight
+        def __getattr__(self, name: str) -> Any: ...
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        value = cls.__dict__.get("__value__")
+        if value is not None:
+            hints = get_type_hints(value)
+            own = inspect.get_annotations(cls)
+            cls.__annotations__ = {**{f.name: _listed(hints[f.name]) for f in fields(value)},
+                                   **own}
+        super().__init_subclass__(**kwargs)
+
+
+def _listed(hint: Any) -> Any:
+    """``tuple[X, ...]`` (a frozen value's sequence) as ``list[X]``, as the answers have it."""
+    args = get_args(hint)
+    if get_origin(hint) is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return list.__class_getitem__(args[0])
+    return hint
+
+
+class ActionOut(ValueOut):
     """An action allowed now: who takes it, with which answers (none: a plain step)."""
 
-    name: str
-    role: Role
-    answers: list[str]
-    text: str  # English
-    seed: str  # the seed step it carries out, quoted
+    __value__ = Action
 
 
-class StepOut(Out):
+class StepOut(ValueOut):
     """One row of a case's audit trail."""
 
-    seq: int
-    case_id: int
-    from_state: str
-    action: str
-    answer: str | None
-    to_state: str
-    seed: str
-    actor: str
-    role: str  # the actor's role ("admin" may take any role's step)
-    acting_as: Role  # the routine's role of the step
-    unit: str | None
-    at: datetime
-    documentation: str | None  # verbatim text for the case system, if the step wrote one
-    effects: list[str]
-    checks: dict[str, bool]  # the facts the step was taken with
-    note: str | None
+    __value__ = CaseStep
 
 
 class CaseOut(Out):
@@ -183,15 +210,8 @@ class DocumentationAnswer(Answer):
     server_time: datetime
 
 
-class ImplementationOut(Out):
-    id: int
-    client_ref: str
-    kind: ImplementationKind
-    unit: str
-    started_on: date
-    ended_on: date | None
-    started_by: str
-    ended_by: str | None
+class ImplementationOut(ValueOut):
+    __value__ = Implementation
     running: bool
 
 
@@ -216,18 +236,8 @@ class EndImplementation(Model):
     ended_on: date | None = Field(None, description="Default: today (the centre's calendar)")
 
 
-class MessageOut(Out):
-    id: int
-    case_id: int
-    client_ref: str
-    kind: JobKind
-    keys_exist: bool | None
-    from_unit: str | None
-    sent_by: str
-    sent_at: datetime
-    note: str | None
-    handled_at: datetime | None
-    handled_by: str | None
+class MessageOut(ValueOut):
+    __value__ = InboxMessage
 
 
 class InboxList(Answer):
@@ -240,30 +250,12 @@ class MessageAnswer(Answer):
     server_time: datetime
 
 
-class BookingOut(Out):
-    id: int
-    job_id: int
-    case_id: int
-    client_ref: str
-    kind: JobKind
-    fitter: str
-    start: datetime
-    end: datetime
-    booked_by: str
-    booked_at: datetime
+class BookingOut(ValueOut):
+    __value__ = Booking
 
 
-class JobOut(Out):
-    id: int
-    case_id: int
-    client_ref: str
-    kind: JobKind
-    unit: str
-    created_by: str
-    created_at: datetime
-    due_on: date | None
-    done_at: datetime | None
-    done_by: str | None
+class JobOut(ValueOut):
+    __value__ = Job
     booking: BookingOut | None
     open: bool
 
@@ -295,17 +287,8 @@ class Schedule(Answer):
     server_time: datetime
 
 
-class KeySetOut(Out):
-    id: int
-    client_ref: str
-    unit: KeyUnit
-    holder: str
-    key_number: str
-    registered_by: str
-    registered_at: datetime
-    case_id: int | None
-    returned_at: datetime | None
-    receipt_id: int | None
+class KeySetOut(ValueOut):
+    __value__ = KeySet
     bound: bool
 
 
@@ -338,16 +321,8 @@ class ReturnKeys(Model):
     holder: Text | None = None
 
 
-class ReceiptOut(Out):
-    id: int
-    client_ref: str
-    unit: KeyUnit
-    holder: str
-    key_numbers: list[str]
-    signed_by: str
-    returned_by: str
-    returned_at: datetime
-    case_id: int | None
+class ReceiptOut(ValueOut):
+    __value__ = KeyReceipt
 
 
 class ReceiptAnswer(Answer):
@@ -367,15 +342,8 @@ class EmergencyKeyUse(Model):
     lock_available: bool = Field(True, description="False: the digital lock was unavailable")
 
 
-class KeyUseOut(Out):
-    id: int
-    client_ref: str
-    unit: KeyUnit
-    reason: KeyUseReason
-    note: str
-    lock_status: str | None
-    used_by: str
-    used_at: datetime
+class KeyUseOut(ValueOut):
+    __value__ = KeyUse
 
 
 class KeyUseAnswer(Answer):
@@ -389,15 +357,8 @@ class IssueTag(Model):
     provider_unit: Text
 
 
-class TagOut(Out):
-    uid: str
-    client_ref: str
-    provider_unit: str
-    state: TagState
-    issued_by: str
-    issued_at: datetime
-    updated_at: datetime
-    updated_by: str
+class TagOut(ValueOut):
+    __value__ = Tag
 
 
 class TagAnswer(Answer):
@@ -425,16 +386,8 @@ class LockAnswer(Answer):
     server_time: datetime
 
 
-class AlertOut(Out):
-    kind: AlertKind
-    severity: Severity
-    subject: str
-    client_ref: str | None
-    case_id: int | None
-    job_id: int | None
-    since: datetime
-    detail: str
-    due: date | None
+class AlertOut(ValueOut):
+    __value__ = Alert
 
 
 class AlertList(Answer):
@@ -443,18 +396,8 @@ class AlertList(Answer):
     server_time: datetime
 
 
-class PendingInstallOut(Out):
-    case_id: int
-    flow: Flow
-    client_ref: str
-    state: str
-    requested_at: datetime
-    age_working_days: int
-    target_on: date
-    overdue: bool
-    job_id: int | None
-    fitter: str | None
-    booked_start: datetime | None
+class PendingInstallOut(ValueOut):
+    __value__ = PendingInstall
 
 
 class PendingInstalls(Answer):
@@ -463,17 +406,8 @@ class PendingInstalls(Answer):
     server_time: datetime
 
 
-class RemovalOut(Out):
-    client_ref: str
-    lock_status: str | None
-    ended_on: date | None
-    due_on: date | None
-    days_left: int | None
-    level: RemovalLevel | None
-    case_id: int | None
-    job_id: int | None
-    fitter: str | None
-    booked_start: datetime | None
+class RemovalOut(ValueOut):
+    __value__ = Removal
 
 
 class Removals(Answer):
@@ -482,15 +416,10 @@ class Removals(Answer):
     server_time: datetime
 
 
-class ClientStatusOut(Out):
-    client_ref: str
-    lock_status: str | None
-    services: list[ImplementationKind]
+class ClientStatusOut(ValueOut):
+    __value__ = ClientStatus
     tags: list[TagOut]
     key_sets: list[KeySetOut]
-    required_sets: dict[KeyUnit, int]
-    missing_sets: dict[KeyUnit, int]
-    extra_sets: dict[KeyUnit, int]
 
 
 class ClientStatuses(Answer):
@@ -498,10 +427,8 @@ class ClientStatuses(Answer):
     server_time: datetime
 
 
-class VisitMethodsOut(Out):
-    client_ref: str
-    by_method: dict[str, int]
-    total: int
+class VisitMethodsOut(ValueOut):
+    __value__ = VisitMethods
 
 
 class VisitsByMethod(Answer):
@@ -766,23 +693,10 @@ def fitter_jobs(routine: RoutineStore, found: list[Job]) -> list[FitterJob]:
             for j, serial, numbers, done in routine.fitter_jobs(found)]
 
 
-class LockVerificationOut(Out):
+class LockVerificationOut(ValueOut):
     """The centre's verdict on one lock verification (the lock's key material stays put)."""
 
-    event_id: str
-    device: str
-    fitter: str | None
-    job_id: int | None
-    serial: str | None
-    bound_client: str | None
-    bound: bool | None
-    counter: int | None
-    battery: int | None
-    rssi: int | None
-    verdict: str
-    read_at: datetime
-    verified_at: datetime
-    error: str | None
+    __value__ = LockVerification
 
 
 class LockVerifications(Answer):
