@@ -1,9 +1,8 @@
-"""What the sync benchmarks share: a centre in its own process, fresh databases,
-realistic visit events, CPU and memory meters, percentiles and the machine's description.
+"""What the benchmarks share: a centre in its own process, fresh databases, realistic
+visit events, CPU and memory meters, percentiles and the machine's description.
 
-Not a library of the product: only ``benchmarks/sync_drain.py`` and
-``benchmarks/central_load.py`` import it (run them from the repository root with the
-project's venv; ``benchmarks/`` is then first on ``sys.path``).
+Not a library of the product: only the scripts in ``benchmarks/`` import it (run them
+with the project's venv; ``benchmarks/`` is then first on ``sys.path``).
 """
 
 from __future__ import annotations

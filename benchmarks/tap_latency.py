@@ -42,7 +42,6 @@ import io
 import itertools
 import json
 import logging
-import math
 import os
 import platform
 import pstats
@@ -62,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from _common import MIB, ROOT, Spread, filesystem_of
 
 from agent.clock import SystemClock
 from agent.store import Store
@@ -73,7 +73,6 @@ from drivers.sim.udp_tag import UdpTagServer, build_tag
 
 log = logging.getLogger("benchmarks.tap_latency")
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TAPS = 1000
 # Taps before the measured ones: imports, SQLite's statement cache and page cache.
 DEFAULT_WARMUP = 20
@@ -109,8 +108,6 @@ STAFF_REF = "P-bench"
 MIN_CLIENTS = 2000
 TAG_URI = "https://nyckelfri.example/t/{ref}"
 PROFILE_LINES = 25
-NS_PER_MS = 1e6
-MIB = 1024 * 1024
 
 
 # --- instrumentation ------------------------------------------------------------------
@@ -559,29 +556,6 @@ def python_rss(code: str) -> int:
 # --- figures -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Spread:
-    """Percentiles in milliseconds (nearest rank)."""
-
-    n: int
-    p50: float
-    p90: float
-    p99: float
-    max: float
-    mean: float
-
-    @classmethod
-    def of(cls, durations_ns: Sequence[int]) -> Spread:
-        if not durations_ns:
-            return cls(0, math.nan, math.nan, math.nan, math.nan, math.nan)
-        ms = sorted(d / NS_PER_MS for d in durations_ns)
-
-        def rank(q: float) -> float:
-            return ms[max(0, math.ceil(q / 100 * len(ms)) - 1)]
-
-        return cls(len(ms), rank(50), rank(90), rank(99), ms[-1], sum(ms) / len(ms))
-
-
 def segments(records: Sequence[TapRecord]) -> dict[str, Spread]:
     done = [r for r in records if r.ok]
     released = [r for r in done if r.released_ns]
@@ -605,15 +579,6 @@ SEGMENT_LABELS = {
     "release": "feedback -> on-release (nfcpy poll)",
     "cycle": "present -> on-release (one reader)",
 }
-
-
-def filesystem_of(path: Path) -> str:
-    best = None
-    for part in psutil.disk_partitions(all=True):
-        if str(path).startswith(part.mountpoint) and (
-                best is None or len(part.mountpoint) > len(best.mountpoint)):
-            best = part
-    return f"{best.fstype} at {best.mountpoint}" if best else "unknown"
 
 
 def machine(workdir: Path) -> dict[str, Any]:
