@@ -20,6 +20,8 @@ from typing import Any
 
 import click
 
+from central.applications import describe
+from central.cases.store import RoutineStore
 from central.errors import CentralError, DatabaseUnavailable, ReferenceDataError
 from central.server import DATABASE_ENV, DEFAULT_PORT, ServerError, serve
 from central.store import DEFAULT_DAY_ZONE, CentralStore
@@ -194,18 +196,33 @@ def device() -> None:
 @device.command("add")
 @click.argument("name")
 @click.option("--admin", is_flag=True, help="An administrator's token instead of a device's.")
+@click.option("--fitter", default=None, metavar="FITTER",
+              help="Enrol the agent of this (enrolled) fitter: it sends FITTER's lock "
+                   "verifications and checkpoints, and nothing else.")
 @json_option
 @click.pass_context
-def device_add(ctx: click.Context, name: str, admin: bool, as_json: bool) -> None:
-    """Enrol device NAME and print its token (shown this once only)."""
+def device_add(ctx: click.Context, name: str, admin: bool, fitter: str | None,
+               as_json: bool) -> None:
+    """Enrol device NAME and print its token (shown this once only).
+
+    A field agent (staff tapping tags) is enrolled as is; a fitter's agent with
+    --fitter. The agent's device_id must be NAME.
+    """
+    if admin and fitter:
+        raise click.UsageError("an administrator is not enrolled to a fitter: give --admin "
+                               "or --fitter, not both")
     role = "admin" if admin else "device"
     with open_store(ctx) as store:
-        token = store.add_device(name, role=role)
+        token = store.add_device(name, role=role, fitter=fitter)
     if as_json:
-        emit_json({"name": name, "role": role, "token": token, "warning": ENROLMENT_WARNING})
+        emit_json({"name": name, "role": role, "fitter": fitter, "token": token,
+                   "warning": ENROLMENT_WARNING})
         return
-    click.echo(f"enrolled {role} {name}; its token:")
+    what = f"{role} {name}" + (f" for fitter {fitter}" if fitter else "")
+    click.echo(f"enrolled {what}; its token:")
     click.echo(token)
+    click.echo(f"in the agent's agent.toml: device_id = \"{name}\""
+               + (f", fitter = \"{fitter}\"" if fitter else ""), err=True)
     click.echo(ENROLMENT_WARNING, err=True)
 
 
@@ -223,20 +240,59 @@ def device_revoke(ctx: click.Context, name: str) -> None:
 @json_option
 @click.pass_context
 def device_list(ctx: click.Context, as_json: bool) -> None:
-    """List the enrolled devices with role, last contact and events received."""
+    """List the enrolled devices with role, fitter, last contact, events received and
+    events refused (sent by a device that may not send them)."""
     with open_store(ctx) as store:
         devices = store.list_devices()
+        refusals = store.sender_refusals()
+    refused: dict[str, int] = {}
+    for r in refusals:
+        refused[r.device] = refused.get(r.device, 0) + r.count
     if as_json:
-        emit_json(devices)
+        emit_json([{**d.as_dict(), "refused": refused.get(d.name, 0),
+                    "refusals": [asdict(r) for r in refusals if r.device == d.name]}
+                   for d in devices])
         return
     if not devices:
         click.echo("no devices; enrol one with 'nyckelfri-central device add NAME'")
         return
-    click.echo(f"{'name':<24} {'role':<7} {'last seen':<17} {'events':>7}  state")
+    click.echo(f"{'name':<24} {'role':<11} {'fitter':<16} {'last seen':<17} {'events':>7} "
+               f"{'refused':>7}  state")
     for d in devices:
         state = f"revoked {_when(d.revoked_at)}" if d.revoked_at else "active"
-        click.echo(f"{d.name:<24} {d.role:<7} {_when(d.last_seen_at):<17} {d.events:>7}  "
+        click.echo(f"{d.name:<24} {d.role:<11} {d.fitter or '-':<16} "
+                   f"{_when(d.last_seen_at):<17} {d.events:>7} {refused.get(d.name, 0):>7}  "
                    f"{state}")
+    for r in refusals:
+        click.echo(f"refused from {r.device}: {r.count} x {r.kind} ({r.reason}), last "
+                   f"{_when(r.last_at)}")
+
+
+@main.command("pending")
+@click.option("--apply", "apply_now", is_flag=True,
+              help="Apply what is pending now (the running centre's sweeper does it too).")
+@json_option
+@click.pass_context
+def pending_cmd(ctx: click.Context, apply_now: bool, as_json: bool) -> None:
+    """List the routine's events (lock proofs, checkpoints) stored but not applied yet,
+    with why; --apply applies them."""
+    with open_store(ctx) as store:
+        RoutineStore(store)  # registers the routine's appliers
+        sweep = store.apply_pending() if apply_now else None
+        rows = store.pending_applications()
+    if as_json:
+        emit_json({"pending": [describe(r) for r in rows],
+                   "sweep": asdict(sweep) if sweep else None})
+        return
+    if sweep is not None:
+        click.echo(f"applied {sweep.applied}, failed {sweep.failed}, waiting {sweep.waiting}")
+    if not rows:
+        click.echo("nothing pending: every lock proof and checkpoint received is applied")
+        return
+    for r in rows:
+        why = f"{r.attempts} attempt(s), last: {r.last_error}" if r.attempts else "not tried"
+        click.echo(f"{r.event_id} {r.kind} from {r.device}, queued {_when(r.queued_at)}: "
+                   f"{why}")
 
 
 # --- reference data ------------------------------------------------------------------------

@@ -109,6 +109,21 @@ devices = sa.Table(
     sa.Column("revoked_at", UTCDateTime(), nullable=True),
     sa.Column("last_seen_at", UTCDateTime(), nullable=True),
     sa.Column("event_count", sa.BigInteger(), nullable=False, server_default="0"),
+    # The fitter a device (role "device") is enrolled to: its agent sends that fitter's
+    # lock verifications and checkpoints, and nothing else (central.senders; 0004).
+    sa.Column("fitter", sa.String(64), nullable=True),
+)
+
+# Events refused by central.senders (who may send what), counted per device, kind and
+# reason; the events themselves are stored nowhere.
+sender_refusals = sa.Table(
+    "sender_refusals", metadata,
+    sa.Column("device", sa.String(64), sa.ForeignKey("devices.name"), primary_key=True),
+    sa.Column("kind", sa.String(64), primary_key=True),
+    sa.Column("reason", sa.String(32), primary_key=True),
+    sa.Column("count", sa.BigInteger(), nullable=False),
+    sa.Column("first_at", UTCDateTime(), nullable=False),
+    sa.Column("last_at", UTCDateTime(), nullable=False),
 )
 
 events = sa.Table(
@@ -131,6 +146,24 @@ events = sa.Table(
     sa.Index(None, "device", "kind"),
     sa.Index(None, "device", "visit_id"),
     sa.Index(None, "device", "boot_id"),
+)
+
+# Events that drive the routine (lock verifications, checkpoints), still to apply:
+# written in the ingest transaction with the event, deleted in the transaction that
+# applies it (CentralStore.apply_pending), so an event is applied once, even across a
+# crash. In seq order per device; attempts and last_error tell why one is stuck.
+pending_applications = sa.Table(
+    "pending_applications", metadata,
+    sa.Column("seq", BigSerial, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(32), sa.ForeignKey("events.event_id"), nullable=False,
+              unique=True),
+    sa.Column("device", sa.String(64), sa.ForeignKey("devices.name"), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("queued_at", UTCDateTime(), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("last_attempt_at", UTCDateTime(), nullable=True),
+    sa.Index(None, "device", "seq"),
 )
 
 # The best clock sample (shortest round trip) of each boot of each device.

@@ -128,14 +128,17 @@ def app_from_environment() -> FastAPI:
     """The app of one worker process (uvicorn factory): the database from the environment."""
     store = CentralStore.open(os.environ[DATABASE_ENV], migrate=False)
 
+    app = create_app(store)
+    sweeping = app.router.lifespan_context
+
     @asynccontextmanager
-    async def closing(_app: Any) -> AsyncIterator[None]:
+    async def closing(app_: Any) -> AsyncIterator[None]:
         try:
-            yield
+            async with sweeping(app_):
+                yield
         finally:
             store.close()
 
-    app = create_app(store)
     app.router.lifespan_context = closing
     return app
 

@@ -14,6 +14,11 @@ What must hold on both, and how:
   sample from a boot re-corrects that boot's unsynchronised events and their visits.
 - **Reference versions commit in order.** Writers lock the one-row counter, so a
   reader paging by cursor never passes a version that is still in flight.
+- **Who may send what is one table** (:mod:`central.senders`), checked per event
+  before anything is stored: a refused event is rejected with its reason, stored
+  nowhere, and counted (``sender_refusals``).
+- **The routine's events are applied once, durably** (:mod:`central.applications`):
+  queued in the ingest transaction, each applied later in one transaction of its own.
 - **Hostile data never reaches a statement.** What the databases cannot hold as sent
   (:mod:`central.storable`) is a per-event rejection, or an error for a clock sample
   or reference data, before any transaction starts; reference records are checked
@@ -26,8 +31,9 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, NamedTuple
@@ -38,7 +44,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
-from central import db
+from central import applications, db, senders
 from central.errors import (
     CentralError,
     DatabaseUnavailable,
@@ -108,6 +114,7 @@ class DeviceInfo:
     last_seen_at: datetime | None
     events: int  # events stored from this device
     unit: str | None = None  # the principal's unit; always set for the routine's roles
+    fitter: str | None = None  # the fitter a device is enrolled to (central.senders)
 
     @property
     def is_admin(self) -> bool:
@@ -149,7 +156,22 @@ class VisitRow:
         return _jsonable(asdict(self))
 
 
-IngestHook = Callable[["DeviceInfo", list[Event]], None]
+@dataclass(frozen=True)
+class SenderRefusal:
+    """Events of one kind refused from one device for one reason (central.senders)."""
+
+    device: str
+    kind: str
+    reason: str
+    count: int
+    first_at: datetime
+    last_at: datetime
+
+
+# The connection of an application in progress (central.applications): the store's
+# _write()/_read() (and so the routine store's) join it instead of opening their own.
+_JOINED: ContextVar[tuple[Engine, Connection] | None] = ContextVar("nyckelfri_joined",
+                                                                   default=None)
 
 
 class _Put(NamedTuple):
@@ -172,7 +194,7 @@ class CentralStore:
         self._engine = engine
         self._clock = clock or _utc_now
         self._zone = day_zone or ZoneInfo(DEFAULT_DAY_ZONE)
-        self._ingest_hooks: dict[str, IngestHook] = {}
+        self._appliers: dict[str, applications.Applier] = {}
 
     @classmethod
     def open(cls, database: str, *, clock: Callable[[], datetime] | None = None,
@@ -232,34 +254,64 @@ class CentralStore:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
+        if (conn := self._joined_connection()) is not None:
+            yield conn
+            return
         with _translated(self._engine), db.write_transaction(self._engine) as conn:
             yield conn
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
+        if (conn := self._joined_connection()) is not None:
+            yield conn
+            return
         with _translated(self._engine), db.read_transaction(self._engine) as conn:
             yield conn
 
+    def _joined_connection(self) -> Connection | None:
+        joined = _JOINED.get()
+        return joined[1] if joined is not None and joined[0] is self._engine else None
+
+    @contextmanager
+    def joined(self, conn: Connection) -> Iterator[None]:
+        """Within the block, this thread's ``_write()``/``_read()`` use ``conn`` (its
+        transaction commits or rolls back as a whole, by its owner)."""
+        token = _JOINED.set((self._engine, conn))
+        try:
+            yield
+        finally:
+            _JOINED.reset(token)
+
     # --- devices -------------------------------------------------------------------------
 
-    def add_device(self, name: str, role: str = "device", unit: str | None = None) -> str:
+    def add_device(self, name: str, role: str = "device", unit: str | None = None,
+                   fitter: str | None = None) -> str:
         """Enrol a device; returns its token, which is shown this once and never stored.
 
         ``role`` is one of :data:`ROLES`; the routine's roles (:data:`UNIT_ROLES`) need
-        the ``unit`` the principal works for, the others may name one.
+        the ``unit`` the principal works for, the others may name one. ``fitter`` binds
+        a device (role ``device``) to an enrolled fitter: its agent then sends that
+        fitter's lock verifications and checkpoints, and nothing else
+        (:mod:`central.senders`).
         """
         _check_device(name, role, unit)
+        if fitter is not None and role != "device":
+            raise CentralError(f"only a device (an agent) is enrolled to a fitter, not a {role}; "
+                               "enrol the fitter's agent with 'device add NAME --fitter FITTER'")
         token = secrets.token_urlsafe(TOKEN_BYTES)
         row = {"name": name, "role": role, "unit": unit, "token_hash": _token_hash(token),
-               "created_at": self.now(), "event_count": 0}
+               "created_at": self.now(), "event_count": 0, "fitter": fitter}
         try:
             with self._write() as conn:
                 if _device_row(conn, name) is not None:
                     raise _device_exists(name)
+                if fitter is not None:
+                    _check_fitter(conn, fitter)
                 conn.execute(sa.insert(db.devices).values(row))
         except IntegrityError:  # enrolled by another process between check and insert
             raise _device_exists(name) from None
-        log.info("enrolled device %s as %s%s", name, role, f" of {unit}" if unit else "")
+        log.info("enrolled device %s as %s%s%s", name, role, f" of {unit}" if unit else "",
+                 f" for fitter {fitter}" if fitter else "")
         return token
 
     def revoke_device(self, name: str) -> None:
@@ -281,6 +333,22 @@ class CentralStore:
         with self._read() as conn:
             rows = conn.execute(sa.select(db.devices).order_by(db.devices.c.name)).all()
         return [_device_info(r) for r in rows]
+
+    def device_on(self, conn: Connection, name: str) -> DeviceInfo:
+        """The enrolled device ``name``, read on ``conn`` (UnknownDevice if none)."""
+        row = _device_row(conn, name)
+        if row is None:
+            raise UnknownDevice(f"no device named {name!r} is enrolled")
+        return _device_info(row)
+
+    def sender_refusals(self, device: str | None = None) -> list[SenderRefusal]:
+        """Counts of events refused by :mod:`central.senders`, per device, kind and reason."""
+        r = db.sender_refusals.c
+        query = sa.select(db.sender_refusals).order_by(r.device, r.kind, r.reason)
+        if device is not None:
+            query = query.where(r.device == device)
+        with self._read() as conn:
+            return [SenderRefusal(**row._mapping) for row in conn.execute(query)]
 
     def authenticate(self, token: str | None) -> DeviceInfo:
         """The device a token belongs to; raises Unauthorized or Forbidden."""
@@ -318,14 +386,33 @@ class CentralStore:
 
     # --- ingest --------------------------------------------------------------------------
 
-    def add_ingest_hook(self, name: str, hook: IngestHook) -> None:
-        """Run ``hook(device, events)`` after each ingest's COMMIT, with the batch's events
-        now held (new or from an earlier delivery). A hook must be idempotent per
-        ``event_id`` (a redelivery hands it the same events again) and must not raise: an
-        error is logged and swallowed, the events stay stored and the next delivery of
-        them retries. One hook per ``name`` (adding it again replaces it).
+    def add_applier(self, name: str, kinds: Collection[str], apply: applications.Apply,
+                    ) -> None:
+        """Apply each new event of ``kinds`` with ``apply(device, event)``, once, in a
+        transaction of its own (:mod:`central.applications`): the event is queued in the
+        ingest transaction and applied right after its COMMIT, or by the sweeper if that
+        fails or the process dies. ``apply`` runs on the applying transaction's
+        connection (this store's ``_write()``/``_read()`` join it); raising rolls it all
+        back and leaves the event pending. One applier per kind; adding one of the same
+        ``name`` again replaces it.
         """
-        self._ingest_hooks[name] = hook
+        applier = applications.Applier(name, frozenset(kinds), apply)
+        for kind, other in list(self._appliers.items()):
+            if other.name == name:
+                del self._appliers[kind]
+        for kind in applier.kinds:
+            if kind in self._appliers:
+                raise ValueError(f"{kind} is applied by {self._appliers[kind].name} already")
+            self._appliers[kind] = applier
+
+    def apply_pending(self, *, device: str | None = None) -> applications.Sweep:
+        """Apply what is still pending (of ``device``, or of every device)."""
+        return applications.apply_pending(self, dict(self._appliers), device=device)
+
+    def pending_applications(self, *, device: str | None = None,
+                             ) -> list[applications.Pending]:
+        with self._read() as conn:
+            return applications.pending(conn, device=device)
 
     def ingest(self, device: DeviceInfo, events: Sequence[Event],
                clock: ClockSample | None) -> IngestResult:
@@ -344,9 +431,12 @@ class CentralStore:
         now = self.now()
         storable, unstorable = _storable_events(device.name, events)
         mine, foreign = _own_events(device.name, storable)
-        rejected = unstorable + foreign
+        mine, refused = _allowed_events(device, mine)
+        rejected = unstorable + foreign + [rejection for rejection, _ in refused]
         with self._write() as conn:
             _claim_device(conn, device.name, now)
+            _count_refusals(conn, device.name, [(e.kind, why) for _, (e, why) in refused],
+                            now)
             refold = _take_anchor(conn, device.name, clock, now) if clock else set()
             anchors = _anchors(conn, device.name, {e.boot_id for e in mine})
             new = _insert_events(conn, device.name, mine, anchors, now)
@@ -357,13 +447,13 @@ class CentralStore:
             if new:
                 conn.execute(sa.update(db.devices).where(db.devices.c.name == device.name)
                              .values(event_count=db.devices.c.event_count + len(new)))
+            queued = applications.queue(conn, device.name,
+                                        [e for e in mine if e.event_id in new],
+                                        self._appliers.keys(), now)
         stored = [e.event_id for e in mine if e.event_id in new or e.event_id in held]
-        kept = set(stored)
-        for name, hook in list(self._ingest_hooks.items()):
-            try:
-                hook(device, [e for e in mine if e.event_id in kept])
-            except Exception:  # the events are stored; their redelivery retries the hook
-                log.exception("device %s: ingest hook %s failed", device.name, name)
+        if queued:
+            # Committed as pending: applied now, or by the sweeper if this fails or dies.
+            self.apply_pending(device=device.name)
         log.info("device %s: %d event(s) new, %d already held, %d rejected, %d visit(s) "
                  "refolded", device.name, len(new), len(held), len(rejected) + len(collisions),
                  len(refold))
@@ -571,7 +661,15 @@ def _device_exists(name: str) -> DeviceExists:
 def _device_info(row: sa.Row[Any]) -> DeviceInfo:
     return DeviceInfo(name=row.name, role=row.role, created_at=row.created_at,
                       revoked_at=row.revoked_at, last_seen_at=row.last_seen_at,
-                      events=int(row.event_count), unit=row.unit)
+                      events=int(row.event_count), unit=row.unit, fitter=row.fitter)
+
+
+def _check_fitter(conn: Connection, fitter: str) -> None:
+    row = _device_row(conn, fitter)
+    if row is None or row.revoked_at is not None or row.role != "fitter":
+        raise CentralError(
+            f"no enrolled fitter named {fitter!r}: enrol the fitter first ('principal add "
+            f"{fitter} --role fitter --unit UNIT'), then the fitter's agent with --fitter")
 
 
 def _claim_device(conn: Connection, name: str, now: datetime) -> None:
@@ -619,6 +717,37 @@ def _own_events(name: str, events: Iterable[Event]) -> tuple[list[Event], list[R
         else:
             mine.setdefault(e.event_id, e)
     return list(mine.values()), rejected
+
+
+def _allowed_events(device: DeviceInfo, events: Iterable[Event],
+                    ) -> tuple[list[Event], list[tuple[Rejection, tuple[Event, str]]]]:
+    """The events ``device`` may send (:mod:`central.senders`); rejections for the rest,
+    each with the event and the reason it is counted under."""
+    fine: list[Event] = []
+    refused: list[tuple[Rejection, tuple[Event, str]]] = []
+    for e in events:
+        if (why := senders.refusal(device, e)) is None:
+            fine.append(e)
+            continue
+        reason, message = why
+        log.warning("device %s may not send event %s (%s): %s", device.name, e.event_id,
+                    e.kind, reason)
+        refused.append((Rejection(event_id=e.event_id, reason=message), (e, str(reason))))
+    return fine, refused
+
+
+def _count_refusals(conn: Connection, device: str, refused: Sequence[tuple[str, str]],
+                    now: datetime) -> None:
+    counts: dict[tuple[str, str], int] = {}
+    for kind, reason in refused:
+        counts[kind, reason] = counts.get((kind, reason), 0) + 1
+    r = db.sender_refusals.c
+    for (kind, reason), count in sorted(counts.items()):
+        insert = db.dialect_insert(conn, db.sender_refusals).values(
+            device=device, kind=kind, reason=reason, count=count, first_at=now, last_at=now)
+        conn.execute(insert.on_conflict_do_update(
+            index_elements=[r.device, r.kind, r.reason],
+            set_={"count": r["count"] + insert.excluded["count"], "last_at": now}))
 
 
 def _chunks(values: Iterable[str]) -> Iterator[list[str]]:

@@ -14,10 +14,13 @@ way it is recorded once in ``job_checkpoints``. A lock (un)bound tick is accepte
 on a verified proof of that binding. ``job_marked_done`` takes the case's step
 (``install_lock`` / ``remove_lock``) through :meth:`RoutineStore.act`.
 
-Processing runs right after the ingest's COMMIT (an ingest hook), in transactions of
-its own, keyed by ``event_id``: an event with a recorded verdict or outcome is never
-processed again, so redelivered batches change nothing, and a batch whose processing
-was cut short is finished by its redelivery. Nothing here raises out of ingest.
+Only a device enrolled to the fitter sends these, in that fitter's name
+(:mod:`central.senders`, checked on ingest). Each event is applied once, in ONE
+transaction with its record (:mod:`central.applications`): queued by the ingest
+transaction, applied right after its COMMIT or by the sweeper after a crash or an
+error. A checkpoint's effects (the case's step, lock records, key receipts) run in a
+SAVEPOINT: a refused checkpoint leaves none of them, only its ``refused`` record. An
+event with a recorded verdict or outcome is never processed again.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
+from central import applications
 from central import db as central_db
 from central.cases import access, refdata
 from central.cases import db as t
@@ -64,7 +67,8 @@ SECRET_BYTES = 16  # AES-128, the lock's CMAC key
 VERIFIED, FORGED, UNKNOWN_LOCK, NO_PROOF, INVALID = (
     "verified", "forged", "unknown_lock", "no_proof", "invalid")
 APPLIED, REFUSED = "applied", "refused"
-HOOK = "lock_proofs"
+APPLIER = "lock_proofs"
+KINDS = (LOCK_VERIFICATION, JOB_CHECKPOINT)
 
 
 @dataclass(frozen=True)
@@ -160,42 +164,32 @@ def checkpoints(conn: Connection, job_id: int) -> list[Checkpoint]:
 
 
 class LockProofs:
-    """The ingest hook: verdicts on lock verifications, checkpoints applied to cases."""
+    """The applier: verdicts on lock verifications, checkpoints applied to cases."""
 
     def __init__(self, routine: RoutineStore) -> None:
         self.routine = routine
         self.central = routine.central
 
-    def after_ingest(self, device: DeviceInfo, events: list[Event]) -> None:
-        # Proofs first: a checkpoint in the same batch may rest on one.
-        for event in events:
-            if event.kind == LOCK_VERIFICATION:
-                self._guarded(self.verify, device, event)
-        for event in events:
-            if event.kind == JOB_CHECKPOINT:
-                self._guarded(self.checkpoint, device, event)
-
-    def _guarded(self, process: Any, device: DeviceInfo, event: Event) -> None:
-        try:
-            process(device, event)
-        except Exception:  # stored; its redelivery retries
-            log.exception("event %s (%s) from %s: not processed", event.event_id, event.kind,
-                          device.name)
+    def apply(self, device: DeviceInfo, event: Event) -> None:
+        """Apply one event (on the applying transaction: central.applications)."""
+        if event.kind == LOCK_VERIFICATION:
+            self.verify(device, event)
+        elif event.kind == JOB_CHECKPOINT:
+            self.checkpoint(device, event)
+        else:
+            raise ValueError(f"{event.kind} is not applied by {APPLIER}")
 
     # --- lock.verification -----------------------------------------------------------
 
     def verify(self, device: DeviceInfo, event: Event) -> None:
-        try:
-            with self.central._write() as conn:
-                if verification(conn, event.event_id) is not None:
-                    return
-                read_at = self._best_at(conn, event)
-                values = self._verdict(conn, event)
-                conn.execute(sa.insert(t.lock_verifications).values(
-                    event_id=event.event_id, device=device.name, read_at=read_at,
-                    verified_at=self.central.now(), **values))
-        except IntegrityError:  # recorded by another process meanwhile
-            return
+        with self.central._write() as conn:
+            if verification(conn, event.event_id) is not None:
+                return
+            read_at = self._best_at(conn, event)
+            values = self._verdict(conn, event)
+            conn.execute(sa.insert(t.lock_verifications).values(
+                event_id=event.event_id, device=device.name, read_at=read_at,
+                verified_at=self.central.now(), **values))
         log.info("lock verification %s from %s: %s", event.event_id, device.name,
                  values["verdict"])
 
@@ -244,39 +238,34 @@ class LockProofs:
 
     def checkpoint(self, device: DeviceInfo, event: Event) -> None:
         c = t.job_checkpoints.c
-        with self.central._read() as conn:
+        with self.central._write() as conn:
             if conn.execute(sa.select(c.event_id)
                             .where(c.event_id == event.event_id)).first() is not None:
                 return
-        data: JobCheckpointData | None = None
-        try:
-            data = JobCheckpointData.model_validate(event.data)
-            self._apply(device, data)
-            outcome, reason = APPLIED, None
-        except pydantic.ValidationError as exc:
-            outcome, reason = REFUSED, f"not checkpoint data: {exc.error_count()} error(s)"
-        except Refused as exc:
-            outcome, reason = REFUSED, str(exc)
-        except (RoutineError, CentralError) as exc:
-            outcome, reason = REFUSED, str(exc)
-        self._record(device, event, data, outcome, reason)
+            data: JobCheckpointData | None = None
+            try:
+                data = JobCheckpointData.model_validate(event.data)
+                # A refusal rolls back whatever the checkpoint had done so far.
+                with conn.begin_nested():
+                    self._apply(device, data)
+                outcome, reason = APPLIED, None
+            except pydantic.ValidationError as exc:
+                outcome, reason = REFUSED, f"not checkpoint data: {exc.error_count()} error(s)"
+            except (Refused, RoutineError, CentralError) as exc:
+                outcome, reason = REFUSED, str(exc)
+            self._record(conn, device, event, data, outcome, reason)
 
-    def _record(self, device: DeviceInfo, event: Event, data: JobCheckpointData | None,
-                outcome: str, reason: str | None) -> None:
-        try:
-            with self.central._write() as conn:
-                ordinal = conn.execute(sa.select(sa.func.coalesce(
-                    sa.func.max(t.job_checkpoints.c.ordinal), 0) + 1)).scalar_one()
-                conn.execute(sa.insert(t.job_checkpoints).values(
-                    event_id=event.event_id, ordinal=ordinal, device=device.name,
-                    job_id=_small(data.job_id, 63) if data else None,
-                    fitter=data.fitter if data and _text(data.fitter, 64) else None,
-                    checkpoint=data.checkpoint if data and _text(data.checkpoint, 64)
-                    else None,
-                    verification_event_id=data.verification_event_id if data else None,
-                    outcome=outcome, reason=reason, recorded_at=self.central.now()))
-        except IntegrityError:  # recorded by another process meanwhile
-            return
+    def _record(self, conn: Connection, device: DeviceInfo, event: Event,
+                data: JobCheckpointData | None, outcome: str, reason: str | None) -> None:
+        ordinal = conn.execute(sa.select(sa.func.coalesce(
+            sa.func.max(t.job_checkpoints.c.ordinal), 0) + 1)).scalar_one()
+        conn.execute(sa.insert(t.job_checkpoints).values(
+            event_id=event.event_id, ordinal=ordinal, device=device.name,
+            job_id=_small(data.job_id, 63) if data else None,
+            fitter=data.fitter if data and _text(data.fitter, 64) else None,
+            checkpoint=data.checkpoint if data and _text(data.checkpoint, 64) else None,
+            verification_event_id=data.verification_event_id if data else None,
+            outcome=outcome, reason=reason, recorded_at=self.central.now()))
         log.info("checkpoint %s from %s: %s%s", event.event_id, device.name, outcome,
                  f" ({reason})" if reason else "")
 
@@ -331,9 +320,11 @@ class LockProofs:
         # applied with the job_marked_done step.
 
     def _fitter(self, device: DeviceInfo, name: str) -> Principal:
-        if device.role == Role.FITTER and device.name != name:
-            raise Refused(f"fitter {device.name} may tick only their own checkpoints, not "
-                          f"{name}'s")
+        # central.senders refused it on ingest already; this keeps a queued event from
+        # before a re-enrolment from acting in anyone else's name.
+        if device.fitter is None or device.fitter != name:
+            raise Refused(f"{device.name} is not enrolled to fitter {name}: only a device "
+                          f"enrolled to {name} ticks {name}'s checkpoints")
         try:
             fitter = self.routine.principal(name)
         except UnknownRecord as exc:
@@ -348,6 +339,9 @@ class LockProofs:
             raise Refused(f"{data.checkpoint} needs a lock proof (verification_event_id)")
         with self.central._read() as conn:
             proof = verification(conn, data.verification_event_id)
+            if proof is None and applications.is_pending(conn, data.verification_event_id):
+                raise applications.NotYet(f"lock verification {data.verification_event_id} "
+                                          "is not applied yet")
         if proof is None:
             raise Refused(f"no lock verification {data.verification_event_id} at the centre")
         if proof.verdict != VERIFIED:

@@ -95,7 +95,7 @@ class RoutineStore:
         self.key_policy = key_policy
         self.tag_when_no_lock_by_choice = tag_when_no_lock_by_choice
         self.proofs = proofs.LockProofs(self)
-        central.add_ingest_hook(proofs.HOOK, self.proofs.after_ingest)
+        central.add_applier(proofs.APPLIER, proofs.KINDS, self.proofs.apply)
 
     # The central store's transactions (connection errors become DatabaseUnavailable).
     @contextmanager
@@ -232,10 +232,26 @@ class RoutineStore:
         """
         ticked = facts.checked(checks)
         note = _note(note)
+        access.require_routine_principal(actor)  # before anything is loaded
         with self._write() as conn:
-            case = rows.case_row(conn, case_id, for_update=True)
+            case = self._visible_case(conn, case_id, actor, for_update=True)
             step = self._step(conn, case, action, answer, actor, note, ticked)
         return step
+
+    def _visible_case(self, conn: Connection, case_id: int, actor: Actor, *,
+                      for_update: bool = False) -> rows.Row:
+        """The case row, if ``actor`` may see it; a case it may not see is answered as a
+        missing one (UnknownRecord), so no answer tells which ids exist."""
+        try:
+            row = rows.case_row(conn, case_id, for_update=for_update)
+            access.check_case(actor, Flow(row.flow), row.provider_unit, row.assessor_unit,
+                              self.units)
+        except (UnknownRecord, AccessDenied):
+            if access.is_admin(actor):
+                raise
+            raise UnknownRecord(f"no case {case_id} among those {access.who(actor)} may see; "
+                                "list your cases to find its id") from None
+        return row
 
     def _step(self, conn: Connection, case: rows.Row, action: str, answer: str | None,
               actor: Actor, note: str | None, ticked: Collection[str], *,
@@ -276,11 +292,11 @@ class RoutineStore:
 
     def case(self, case_id: int, *, actor: Actor | None = None) -> Case:
         """The case with its steps (and what may be done next: ``Case.allowed``)."""
+        if actor is not None:
+            access.require_routine_principal(actor)  # before anything is loaded
         with self._read() as conn:
-            row = rows.case_row(conn, case_id)
-            if actor is not None:
-                access.check_case(actor, Flow(row.flow), row.provider_unit, row.assessor_unit,
-                                  self.units)
+            row = (rows.case_row(conn, case_id) if actor is None
+                   else self._visible_case(conn, case_id, actor))
             return rows.case(row, rows.steps_of(conn, [case_id]).get(case_id, ()))
 
     def cases(self, *, client_ref: str | None = None, flow: Flow | str | None = None,
@@ -774,9 +790,10 @@ class RoutineStore:
         with self._write() as conn:
             row = conn.execute(sa.select(t.nfc_tags).where(g.uid == key)
                                .with_for_update()).first()
-            if row is None:
-                raise UnknownRecord(f"no NFC tag {key} was issued; list the client's tags")
-            access.require_own_unit(actor, row.provider_unit, f"record a {event} of its tags")
+            if row is None or not (access.is_admin(actor) or actor.unit == row.provider_unit):
+                # another unit's tag is answered as a missing one: no answer tells which exist
+                raise UnknownRecord(f"no NFC tag {key} was issued to {actor.unit or 'a unit'}; "
+                                    "list the client's tags")
             after = next_state(TagState(row.state), event)  # TagError passes through
             conn.execute(sa.update(t.nfc_tags).where(g.uid == key)
                          .values(state=after.value, updated_at=now, updated_by=actor.name))

@@ -479,7 +479,14 @@ def schedule_for(routine: RoutineStore, actor: access.Actor, *, fitter: str | No
 
 
 def jobs_for(routine: RoutineStore, actor: access.Actor, fitter: str | None = None) -> list[Job]:
-    """A fitter's own open jobs by appointment; an administrator names the fitter."""
+    """A fitter's own open jobs by appointment; an administrator names the fitter; a
+    device enrolled to a fitter (the fitter's agent) reads that fitter's."""
+    bound = getattr(actor, "fitter", None)
+    if getattr(actor, "role", None) == "device" and bound is not None:
+        if fitter not in (None, bound):
+            raise AccessDenied(f"{actor.name} is enrolled to fitter {bound}: it reads only "
+                               f"{bound}'s jobs, not {fitter}'s")
+        return routine.jobs_for_fitter(bound)
     access.require_alarm_group(actor, routine.units, "read fitters' jobs",
                                (Role.ALARM_ADMIN, Role.FITTER))
     if actor.role == Role.FITTER:
@@ -677,7 +684,8 @@ def schedule(actor: DeviceDep, routine: RoutineDep, fitter: Ref = None,
 def jobs(actor: DeviceDep, routine: RoutineDep, fitter: Ref = None) -> JobsPage:
     """A fitter's open jobs by appointment, for the fitter's agent to pull (an alarm
     administrator names the fitter): references only, with the checkpoints to tick and
-    those ticked already. The fitter's agent authenticates with the fitter's token."""
+    those ticked already. The fitter's agent authenticates with the token of a device
+    enrolled to the fitter ('device add NAME --fitter FITTER')."""
     return JobsPage(jobs=fitter_jobs(routine, jobs_for(routine, actor, fitter)),
                     server_time=routine.central.now())
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from central import senders
 from central.http.dependencies import DeviceDep, StoreDep, require_json
 from central.http.middleware import require_protocol
 from central.http.problems import AUTHED, COMMON, WITH_BODY, ApiProblem
@@ -52,6 +53,11 @@ def reference(
     since: Annotated[int, Query(ge=0, le=MAX_INT64, description="cursor of the last page")] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_REFERENCE_PAGE)] = MAX_REFERENCE_PAGE,
 ) -> ReferencePage:
-    """Reference records changed after ``since``, oldest first."""
+    """Reference records changed after ``since``, oldest first (for agents: device tokens)."""
+    if not senders.may_push(device):
+        raise ApiProblem(403, "forbidden", f"{device.name} is a {device.role} (a principal): "
+                         "the agents' reference data is for devices",
+                         "pull it with a device's token ('nyckelfri-central device add NAME'); "
+                         "principals read the routine's API")
     items, cursor, more = store.reference_since(since, limit)
     return ReferencePage(items=items, cursor=cursor, more=more, server_time=store.now())

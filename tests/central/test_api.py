@@ -111,7 +111,7 @@ def centre(central_store: CentralStore, central_clock: SteppingClock) -> Iterato
 
 
 def test_push_then_repush_stores_each_event_once(centre: Centre) -> None:
-    events = [event(), event(kind="tag.refused", reason="unknown_tag"), event()]
+    events = [event(), event(kind="tap.refused", reason="unknown_tag"), event()]
     ids = [e["event_id"] for e in events]
     first = centre.http.post("/v1/events", json=push_body(events),
                              headers=auth(centre.device_token))
@@ -618,7 +618,7 @@ nasty_text = st.text(max_size=80) | st.sampled_from(["", "\x00", "\ud800", "x" *
 storable_shape_events = st.fixed_dictionaries({
     "event_id": st.uuids().map(lambda u: u.hex),
     "kind": st.sampled_from(["visit.arrived", "visit.departed", "visit.departure_missing",
-                             "tag.refused"]) | st.text(min_size=1, max_size=64),
+                             "tap.refused"]) | st.text(min_size=1, max_size=64),
     "device_id": st.sampled_from([DEVICE, DEVICE, DEVICE, OTHER]),
     "at": aware_times,
     "boottime_ns": st.integers(min_value=0, max_value=2**70),

@@ -6,6 +6,7 @@ the Swedish calendar (an order the day before Midsummer Eve waits longer).
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -17,6 +18,7 @@ from routine.deadlines import AlertKind, RemovalLevel, Severity
 from routine.flows import Flow
 from routine.keys import KeyRuleError, KeyUnit
 from routine.tags import TagState
+from sync.protocol import Event
 from tests.central.conftest import SteppingClock
 from tests.central.test_cases_world import (
     INSTALL_CHECKS,
@@ -270,8 +272,12 @@ def test_physical_key_used_where_the_lock_works(world: World) -> None:
 def test_low_lock_battery_needs_a_verified_proof(world: World) -> None:
     # A bare lock.* reading proves nothing: low_lock_battery comes from verified
     # lock.verification events only (tests/central/test_lock_proofs.py).
-    world.ingest("lock.verified", world.clock.at, lock_serial="PH-9", battery_percent=15,
-                 client_ref="K-9")
+    # (an unknown kind is not even stored: central.senders)
+    event = Event(event_id=uuid.uuid4().hex, kind="lock.verified", device_id=world.agent.name,
+                  at=world.clock.at, boottime_ns=0, boot_id="boot-a", clock_synced=True,
+                  data={"lock_serial": "PH-9", "battery_percent": 15, "client_ref": "K-9"})
+    [rejected] = world.central.ingest(world.agent, [event], None).rejected
+    assert "unknown to this centre" in rejected.reason
     assert kinds(world.rs.alerts(), AlertKind.LOW_LOCK_BATTERY) == []
 
 

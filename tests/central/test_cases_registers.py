@@ -20,6 +20,7 @@ from central.cases.errors import (
     NoKeysBound,
     TagNotIssuable,
     TagStockEmpty,
+    UnknownRecord,
 )
 from central.cases.store import RoutineStore
 from central.cases.values import ImplementationKind
@@ -30,7 +31,7 @@ from routine.keys import KeyPolicy, KeyRuleError, KeyUnit
 from routine.tags import TagError, TagState
 from sync.protocol import ReferenceKind
 from tests.central.conftest import SteppingClock
-from tests.central.test_cases_world import ALARM, NORD, Do, World
+from tests.central.test_cases_world import ALARM, NORD, SYD, Do, World
 
 HOME, ALARM_SVC = ImplementationKind.HOME_CARE, ImplementationKind.SAFETY_ALARM
 NIGHT_HELP = ImplementationKind.NIGHT_HELP
@@ -177,8 +178,12 @@ def test_a_tag_comes_down_only_once_the_lock_is_installed(world: World) -> None:
     world.rs.issue_tag(TAG, client, NORD, world.provider)
     with pytest.raises(TagError, match="take_down"):
         world.rs.tag_taken_down(TAG, world.provider)
-    with pytest.raises(AccessDenied, match="utforare-syd"):
-        world.rs.tag_lost(TAG, world.other_provider)
+    # Another unit's tag is answered as a missing one (no answer tells which exist).
+    for uid in ("04AA0000000001", "04AA00000000FF"):  # TAG, and one never issued
+        with pytest.raises(UnknownRecord, match=f"no NFC tag {uid} was issued to {SYD}"):
+            world.rs.tag_lost(uid, world.other_provider)
+    with pytest.raises(AccessDenied, match="no part in the routine"):
+        world.rs.tag_lost(TAG, world.agent)
     case = world.open(Flow.INSTALL_ASSESSED, client)
     for do in (Do("assessor", "send_order"), Do("provider", "lock_already_installed", "yes")):
         world.take(case, do)
@@ -230,6 +235,6 @@ def test_migration_0002_goes_down_and_up_again(database_url: str) -> None:
             else:
                 assert {"case_steps", "binder_jobs", "key_sets"} <= tables and "unit" in columns
         with engine.connect() as conn:
-            assert db.current_revision(conn) == db.head_revision() == "0003"
+            assert db.current_revision(conn) == db.head_revision() == "0004"
     finally:
         engine.dispose()

@@ -49,11 +49,16 @@ class World:
         self.fitter = self.enrol("montor-1", "fitter", ALARM)
         self.other_fitter = self.enrol("montor-2", "fitter", ALARM)
         self.agent = self.enrol("agent-1", "device")
+        # The fitter's own agent (a laptop or Pi enrolled to the fitter): the only sender
+        # of the fitter's lock verifications and checkpoints (central.senders).
+        self.fitter_agent = self.enrol("montor-1-pi", "device", fitter=self.fitter.name)
         self._slots = 0
         self._keys = 0
 
-    def enrol(self, name: str, role: str, unit: str | None = None) -> DeviceInfo:
-        return self.central.authenticate(self.central.add_device(name, role, unit))
+    def enrol(self, name: str, role: str, unit: str | None = None, *,
+              fitter: str | None = None) -> DeviceInfo:
+        return self.central.authenticate(self.central.add_device(name, role, unit,
+                                                                 fitter=fitter))
 
     def slot(self, hours: float = 1) -> tuple[datetime, datetime]:
         """A fresh appointment time that overlaps no earlier one."""

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from fastapi.testclient import TestClient
@@ -56,7 +57,7 @@ def proof(world: World, serial: str, *, bound: bool, client: str, job_id: int | 
     mac = compute_mac(secret, nonce, serial, BindingState(bound, counter), ref)
     if forged:
         mac = bytes(16)
-    return _event(world.fitter, LOCK_VERIFICATION, {
+    return _event(world.fitter_agent, LOCK_VERIFICATION, {
         "job_id": job_id, "fitter": world.fitter.name, "expected_serial": serial,
         "expected_client": client, "serial": serial, "firmware": "1.0",
         "battery_percent": battery, "rssi": -55, "bound_client": ref or None,
@@ -73,11 +74,11 @@ def tick(world: World, job_id: int, checkpoint: str, *, verification: str | None
         data["verification_event_id"] = verification
     if signed_by is not None:
         data["signed_by"] = signed_by
-    return _event(world.fitter, JOB_CHECKPOINT, data)
+    return _event(world.fitter_agent, JOB_CHECKPOINT, data)
 
 
 def push(world: World, *events: Event) -> None:
-    result = world.central.ingest(world.fitter, list(events), None)
+    result = world.central.ingest(world.fitter_agent, list(events), None)
     assert sorted(result.stored) == sorted(e.event_id for e in events), result
 
 
@@ -188,10 +189,10 @@ def test_lock_bound_to_another_client_is_refused(world: World) -> None:
 def test_unknown_lock_and_missing_proof(world: World) -> None:
     _, job_id = install_job(world, "K-UNKNOWN")
     unknown = proof(world, "PH-NOPE", bound=True, client="K-UNKNOWN", job_id=job_id)
-    bare = _event(world.fitter, LOCK_VERIFICATION, {
+    bare = _event(world.fitter_agent, LOCK_VERIFICATION, {
         "job_id": job_id, "fitter": world.fitter.name, "expected_serial": "PH-NOPE",
         "expected_client": "K-UNKNOWN", "error": "lock not found"})
-    invalid = _event(world.fitter, LOCK_VERIFICATION, {"fitter": world.fitter.name,
+    invalid = _event(world.fitter_agent, LOCK_VERIFICATION, {"fitter": world.fitter.name,
                                                        "nonsense": True})
     push(world, unknown, bare, invalid,
          tick(world, job_id, "lock_bound_to_client", verification=unknown.event_id))
@@ -204,13 +205,20 @@ def test_unknown_lock_and_missing_proof(world: World) -> None:
 
 def test_checkpoints_of_another_fitter_or_unknown_job_are_refused(world: World) -> None:
     _, job_id = install_job(world, "K-WHO")
-    wrong = _event(world.fitter, JOB_CHECKPOINT, {"job_id": job_id, "fitter": "montor-2",
-                                                  "checkpoint": "job_marked_done"})
+    wrong = _event(world.fitter_agent, JOB_CHECKPOINT, {
+        "job_id": job_id, "fitter": "montor-2", "checkpoint": "job_marked_done"})
+    nameless = _event(world.fitter_agent, JOB_CHECKPOINT, {"job": "x"})
+    result = world.central.ingest(world.fitter_agent, [wrong, nameless], None)
+    assert result.stored == []
+    assert {r.event_id for r in result.rejected} == {wrong.event_id, nameless.event_id}
+    assert all("enrolled to fitter montor-1" in r.reason for r in result.rejected)
     missing = tick(world, 99_999, "job_marked_done")
-    bad = _event(world.fitter, JOB_CHECKPOINT, {"job": "x"})
-    push(world, wrong, missing, bad)
-    assert outcomes(world, job_id)[0][1] == "refused"
-    assert len(world.central.events(kind=JOB_CHECKPOINT)) == 3
+    bad = _event(world.fitter_agent, JOB_CHECKPOINT, {"job": "x", "fitter": "montor-1"})
+    push(world, missing, bad)
+    assert outcomes(world, 99_999) == [("job_marked_done", "refused",
+                                        "no job 99999 in the binder")]
+    assert [c.outcome for c in world.rs.job_checkpoints(job_id)] == []
+    assert len(world.central.events(kind=JOB_CHECKPOINT)) == 2
 
 
 # --- removal ---------------------------------------------------------------------------------
@@ -271,7 +279,9 @@ def test_jobs_and_verifications_over_http_never_show_the_secret(world: World,
                                                                 http: TestClient) -> None:
     fitter_token = world.central.add_device("montor-http", "fitter", ALARM)
     admin_token = world.central.add_device("larm-http", "alarm_admin", ALARM)
+    agent_token = world.central.add_device("montor-http-pi", fitter="montor-http")
     world.fitter = world.central.authenticate(fitter_token)
+    world.fitter_agent = world.central.authenticate(agent_token)
     client = "K-HTTP"
     _, job_id = install_job(world, client)
     world.rs.enrol_lock("PH-HTTP", SECRET, world.alarm_admin)
@@ -285,6 +295,7 @@ def test_jobs_and_verifications_over_http_never_show_the_secret(world: World,
         return response.json()
 
     page = get(fitter_token, "/v1/jobs")
+    assert get(agent_token, "/v1/jobs") == {**page, "server_time": ANY}  # the fitter's agent
     [job] = page["jobs"]
     assert (job["job_id"], job["kind"], job["client_ref"], job["lock_serial"]) == (
         job_id, "install", client, "PH-HTTP")

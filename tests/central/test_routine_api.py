@@ -398,11 +398,20 @@ def test_a_wrong_role_or_unit_is_403_with_the_reason(api: Routine) -> None:
     refused = api.act("provider", case["id"], "send_order", expect=403)
     assert_problem(refused, "access_denied", "assessor", "principal")
     api.act("assessor", case["id"], "send_order")
-    # A provider of another unit may neither see nor work the case.
-    other = api.act("other_provider", case["id"], "lock_already_installed", "no", expect=403)
-    assert_problem(other, "access_denied", NORD)
-    assert_problem(api.get("other_provider", f"/v1/cases/{case['id']}", expect=403),
-                   "access_denied")
+    # A provider of another unit may neither see nor work the case: it is answered as a
+    # missing one, so the answer does not tell which ids exist.
+    missing = 99_999
+    for case_id in (case["id"], missing):
+        other = api.act("other_provider", case_id, "lock_already_installed", "no", expect=404)
+        assert_problem(other, "unknown_record", f"no case {case_id} among those provider "
+                       f"other_provider of {SYD} may see")
+        assert_problem(api.get("other_provider", f"/v1/cases/{case_id}", expect=404),
+                       "unknown_record")
+        # A token with no part in the routine is refused before anything is loaded.
+        assert_problem(api.get("agent", f"/v1/cases/{case_id}", expect=403),
+                       "access_denied", "no part in the routine")
+        assert_problem(api.act("agent", case_id, "lock_already_installed", "no",
+                               expect=403), "access_denied", "no part in the routine")
     assert api.get("other_provider", "/v1/cases")["cases"] == []
     # A field agent's token has no part in the routine; 2a is opened by assessors.
     assert_problem(api.post("agent", "/v1/cases", {"flow": "2a", "client_ref": "K-1"},

@@ -25,10 +25,10 @@ SECRET = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
 class TokenWorld(World):
     """The routine's cast, keeping each principal's token (shown once at enrolment)."""
 
-    def enrol(self, name, role, unit=None):
+    def enrol(self, name, role, unit=None, *, fitter=None):
         if not hasattr(self, "tokens"):
             self.tokens = {}
-        token = self.central.add_device(name, role, unit)
+        token = self.central.add_device(name, role, unit, fitter=fitter)
         self.tokens[name] = token
         return self.central.authenticate(token)
 
@@ -47,10 +47,11 @@ def centre(world):
 def agent_dir(tmp_path, world, url):
     data = tmp_path / "agent"
     data.mkdir()
-    fitter = world.fitter.name
+    # The fitter's own agent: a device enrolled to the fitter (device add NAME --fitter).
+    fitter, device = world.fitter.name, world.fitter_agent.name
     (data / "agent.toml").write_text(
-        f'device_id = "{fitter}"\nfitter = "{fitter}"\ncentre_url = "{url}"\n'
-        f'token = "{world.tokens[fitter]}"\nble_backend = "sim"\n')
+        f'device_id = "{device}"\nfitter = "{fitter}"\ncentre_url = "{url}"\n'
+        f'token = "{world.tokens[device]}"\nble_backend = "sim"\n')
     return data
 
 
