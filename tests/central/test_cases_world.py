@@ -38,6 +38,7 @@ class World:
 
     def __init__(self, central: CentralStore, clock: SteppingClock) -> None:
         self.central, self.clock = central, clock
+        self.tokens: dict[str, str] = {}  # each enrolled name's token (shown once)
         self.rs = RoutineStore(central)
         self.admin = self.enrol("admin-1", "admin")
         self.assessor = self.enrol("handlaggare-1", "assessor", ORDERING)
@@ -57,8 +58,9 @@ class World:
 
     def enrol(self, name: str, role: str, unit: str | None = None, *,
               fitter: str | None = None) -> DeviceInfo:
-        return self.central.authenticate(self.central.add_device(name, role, unit,
-                                                                 fitter=fitter))
+        token = self.central.add_device(name, role, unit, fitter=fitter)
+        self.tokens[name] = token
+        return self.central.authenticate(token)
 
     def slot(self, hours: float = 1) -> tuple[datetime, datetime]:
         """A fresh appointment time that overlaps no earlier one."""
