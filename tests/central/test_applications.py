@@ -4,6 +4,7 @@ killed (SIGKILL) between ingest and apply, two sweepers at once."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -232,3 +233,30 @@ def test_a_centre_killed_between_ingest_and_apply_applies_at_restart(
     assert_installed_once(world, case_id, job_id)
     centre.send_signal(signal.SIGTERM)
     assert centre.wait(30) == 0
+
+
+def test_the_cli_shows_what_is_pending_and_applies_it(world: World,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from central.cli import main
+
+    case_id, job_id, batch = install_batch(world, "K-CLI")
+    proofs = world.rs.proofs
+    monkeypatch.setattr(proofs, "checkpoint", lambda *a: (_ for _ in ()).throw(
+        OSError("no space left on device")))
+    world.central.ingest(world.fitter_agent, batch, None)
+    monkeypatch.undo()
+    runner, base = CliRunner(), ["--database", _database(world), "pending"]
+    shown = runner.invoke(main, [*base, "--json"])
+    assert shown.exit_code == 0, shown.output
+    [first, *rest] = json.loads(shown.output)["pending"]
+    assert first["kind"] == "job.checkpoint" and first["attempts"] == 1
+    assert "no space left on device" in first["last_error"] and len(rest) == 2
+    human = runner.invoke(main, base)
+    assert "1 attempt(s), last: OSError: no space left on device" in human.output
+    applied = runner.invoke(main, [*base, "--apply"])
+    assert applied.exit_code == 0, applied.output
+    assert "applied 3, failed 0, waiting 0" in applied.output
+    assert "nothing pending" in applied.output
+    assert_installed_once(world, case_id, job_id)
