@@ -186,10 +186,10 @@ def test_events_of_another_device_are_rejected_and_set_aside(centre, tmp_path, c
     # them for good; they are set aside, the rest flows
     with Store.in_dir(tmp_path / "other", device_id="old-name") as other:
         with other.transaction() as conn:
-            foreign = other.add_event(conn, "test.event", clock.now(), {})
+            foreign = other.add_event(conn, "staff.signed_in", clock.now(), {})
         other.device_id = DEVICE
         with other.transaction() as conn:
-            own = other.add_event(conn, "test.event", clock.now(), {})
+            own = other.add_event(conn, "staff.signed_in", clock.now(), {})
         with client_for(centre.url, centre.token, other, clock) as client:
             report = client.push_all()
         assert [r.event_id for r in report.rejected] == [foreign]
@@ -205,7 +205,7 @@ def test_cli_sync_json_and_progress(centre, tmp_path, clock):
     data = tmp_path / "cli"
     with Store.in_dir(data, device_id=DEVICE) as store, store.transaction() as conn:
         for i in range(1200):  # a backlog of several batches
-            store.add_event(conn, "test.event", clock.now(), {"n": i})
+            store.add_event(conn, "staff.signed_in", clock.now(), {"n": i})
     env = {"NYCKELFRI_DEVICE_ID": DEVICE, "NYCKELFRI_TOKEN": centre.token}
     result = CliRunner().invoke(main, ["sync", "--centre", centre.url, "--data-dir", str(data),
                                        "--json"], env=env)
@@ -225,7 +225,7 @@ def test_cli_sync_shows_a_progress_bar_for_a_big_backlog(centre, tmp_path, clock
     data = tmp_path / "cli"
     with Store.in_dir(data, device_id=DEVICE) as store, store.transaction() as conn:
         for i in range(700):
-            store.add_event(conn, "test.event", clock.now(), {"n": i})
+            store.add_event(conn, "staff.signed_in", clock.now(), {"n": i})
     result = CliRunner().invoke(main, ["sync", "--centre", centre.url, "--token", centre.token,
                                        "--data-dir", str(data)],
                                 env={"NYCKELFRI_DEVICE_ID": DEVICE})
