@@ -152,16 +152,24 @@ class RoutineStore:
                            ended_on: date, actor: Actor) -> Implementation:
         """End the client's running ``kind`` implementation on ``ended_on``."""
         client, kind = refdata.client_ref(client_ref), ImplementationKind(kind)
+        # The role before anything is loaded; another unit's implementation is answered
+        # as none running, so the answer does not tell what runs elsewhere.
+        access.require_role(actor, (access.IMPLEMENTATION_ROLES[kind],),
+                            f"end a {kind} implementation")
         i = t.implementations.c
         with self._write() as conn:
             row = conn.execute(sa.select(t.implementations).where(
                 i.client_ref == client, i.kind == kind.value, i.ended_on.is_(None))
                 .with_for_update()).first()
+            try:
+                if row is not None:
+                    access.check_implementation(actor, kind, row.unit, self.units)
+            except AccessDenied:
+                row = None
             if row is None:
                 raise ImplementationConflict(
-                    f"client {client} has no running {kind} implementation to end; list the "
-                    "client's implementations")
-            access.check_implementation(actor, kind, row.unit, self.units)
+                    f"client {client} has no running {kind} implementation that "
+                    f"{access.who(actor)} runs; list the client's implementations")
             effects.end_running(conn, client, (kind,), row.unit, ended_on, actor.name,
                                 self.central.now())
             ended = conn.execute(sa.select(t.implementations).where(i.id == row.id)).one()

@@ -341,3 +341,21 @@ def test_concurrent_bookings_of_one_fitter_exactly_one_wins(
     finally:
         for s in stores:
             s.close()
+
+
+def test_ending_another_units_implementation_looks_like_none_running(world: World) -> None:
+    from central.cases.errors import ImplementationConflict
+    from central.cases.values import ImplementationKind
+
+    client = world.client("K-END")
+    world.services(client, ImplementationKind.HOME_CARE)  # run by NORD
+    for some in (client, world.client("K-NONE")):
+        with pytest.raises(ImplementationConflict, match="no running home_care"):
+            world.rs.end_implementation(some, ImplementationKind.HOME_CARE,
+                                        world.clock.at.date(), world.other_provider)
+    with pytest.raises(AccessDenied, match="no part in the routine"):
+        world.rs.end_implementation(client, ImplementationKind.HOME_CARE,
+                                    world.clock.at.date(), world.agent)
+    ended = world.rs.end_implementation(client, ImplementationKind.HOME_CARE,
+                                        world.clock.at.date(), world.provider)
+    assert ended.ended_on == world.clock.at.date()

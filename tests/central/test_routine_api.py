@@ -568,3 +568,31 @@ def test_openapi_documents_the_routine(api: Routine) -> None:
     assert {"CaseOut", "StepOut", "ActionOut", "TakeAction", "OpenCase", "Book",
             "DocumentationAnswer", "KeysAnswer"} <= set(schemas)
     assert schemas["Flow"]["enum"] == ["2a", "2b", "3a", "3b"]
+
+
+def test_no_answer_tells_a_token_without_a_part_which_ids_exist(api: Routine) -> None:
+    """Access is checked before anything is loaded: a field agent's token gets the same
+    answer on every routine route with an id, whether the id exists or not."""
+    case = api.open("assessor", "2a", api.client("K-1"), provider_unit=NORD)
+    api.call("provider", "POST", "/v1/clients/K-1/implementations",
+             {"kind": "home_care", "unit": NORD, "started_on": "2026-11-02"}, expect=201)
+    real = {"case_id": str(case["id"]), "client_ref": "K-1", "message_id": "1",
+            "job_id": "1", "kind": "home_care", "key_number": "N-1", "uid": "04A1B2C3D4E5F6",
+            "unit": NORD, "serial": "PH-1"}
+    missing = {**{k: "999999" for k in ("case_id", "message_id", "job_id")},
+               "client_ref": "K-NONE", "kind": "home_care", "key_number": "N-NONE",
+               "uid": "04FFFFFFFFFFFF", "unit": "nowhere", "serial": "PH-NONE"}
+    app = api.http.get("/openapi.json").json()
+    routes = [(path, method.upper()) for path, ops in app["paths"].items()
+              for method in ops if "{" in path and not path.startswith("/v1/admin")]
+    assert len(routes) >= 18
+    for path, method in routes:
+        answers = []
+        for values in (real, missing):
+            url = path.format(**{k: v for k, v in values.items() if "{" + k + "}" in path})
+            response = api.http.request(method, url, json={} if method != "GET" else None,
+                                        headers={PROTOCOL_HEADER: "1",
+                                                 "Authorization": f"Bearer {api.tokens['agent']}"})
+            answers.append((response.status_code, response.json().get("error")))
+        assert answers[0] == answers[1], f"{method} {path}: {answers}"
+        assert answers[0][0] in (403, 422), f"{method} {path}: {answers}"
