@@ -12,6 +12,8 @@ Migrations are Alembic's, shipped in ``central/migrations`` and configured in co
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -259,7 +261,7 @@ def create_engine(url: URL) -> Engine:
     if url.get_backend_name() == SQLITE:
         _ensure_sqlite_folder(url)
         engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
-        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "connect", functools.partial(_sqlite_connect, url.database))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     return sa.create_engine(
@@ -280,20 +282,46 @@ def _ensure_sqlite_folder(url: URL) -> None:
         ) from exc
 
 
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(database: str | None, dbapi_connection: Any, _record: Any) -> None:
     # SQLAlchemy emits BEGIN itself (see _sqlite_begin); the driver must not.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
+        # Set before anything that may wait on another connection's lock.
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
         # WAL: readers never block the writer, nor the writer them.
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(database, cursor)
         # FULL: in WAL mode NORMAL may lose the last commits on power loss, and the
         # centre has told the agent those events are stored.
         cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()
+
+
+def _switch_to_wal(database: str | None, cursor: Any) -> None:
+    """Put the file in WAL mode (persistent: once per database, not per connection).
+
+    Switching needs SQLite's exclusive lock, and SQLite answers "database is
+    locked" at once, without waiting out busy_timeout, when two connections try
+    the switch together (each holds the shared lock the other must see go). So
+    connections that find the file not yet in WAL take turns on an OS lock beside
+    it: the first switches, the rest find it done. Not SQLite's own file: closing
+    any descriptor of it would drop the process's SQLite locks.
+    """
+    cursor.execute("PRAGMA journal_mode")
+    if cursor.fetchone()[0].lower() == "wal":
+        return
+    if not database or database == ":memory:" or database.startswith("file:"):
+        cursor.execute("PRAGMA journal_mode=WAL")  # private database: nobody to race
+        return
+    with open(f"{database}-wal-switch.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.fetchone()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _sqlite_begin(conn: Connection) -> None:
