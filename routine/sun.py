@@ -22,8 +22,10 @@ A valid MAC proves the URL came from a tag holding the file-read key; it does no
 replayed URL. :func:`check_counter` does: accept a counter only when it is strictly greater
 than the last one accepted for that UID (stored durably by the caller).
 
-Keys are usually diversified per tag (:func:`diversify`, NXP AN10922); the meta-read key
-cannot be, since the UID is only known after decrypting with it.
+Keys are diversified per tag (:func:`diversify`, NXP AN10922; :func:`tag_key_set`), the
+meta-read key too: nyckelfri's tags keep their static UID (no random ID), so the reader
+knows the UID from anticollision before it decrypts, and checks that the PICC data names
+the same one (``expected_uid``).
 """
 
 from __future__ import annotations
@@ -237,6 +239,26 @@ def diversify(master: bytes, uid: bytes, *, application_id: bytes = NDEF_APPLICA
     d = (d + b"\x80").ljust(2 * _BLOCK, b"\x00") if len(d) < 2 * _BLOCK else d
     last = bytes(a ^ b for a, b in zip(d[_BLOCK:], subkey, strict=True))
     return _cbc(master, bytes(_BLOCK), d[:_BLOCK] + last, decrypt=False)[_BLOCK:]
+
+
+# The NDEF application's key numbers as nyckelfri provisions them (AN12196 §6 layout).
+KEY_APP_MASTER = 0  # changes keys and file settings
+KEY_SDM_FILE_READ = 1  # K_SDMFileRead: the SDMMAC (and encrypted file data)
+KEY_SDM_META_READ = 2  # K_SDMMetaRead: the encrypted PICC data (UID and counter)
+KEY_COUNT = 5  # keys 3 and 4 are unused but changed from the factory default all the same
+
+
+def tag_key_set(master: bytes, uid: bytes) -> list[bytes]:
+    """The five keys of one tag, each diversified from ``master`` (AN10922) with its key
+    number as system identifier: knowing one tag's keys tells nothing of another's."""
+    if len(uid) != UID_LENGTH:
+        raise ValueError(f"an NTAG 424 DNA UID is {UID_LENGTH} bytes, not {len(uid)}")
+    return [diversify(master, uid, system_identifier=bytes([n])) for n in range(KEY_COUNT)]
+
+
+def sun_keys(key_set: list[bytes]) -> TagKeys:
+    """The two keys a SUN verifier needs, out of a tag's five."""
+    return TagKeys(meta_read=key_set[KEY_SDM_META_READ], file_read=key_set[KEY_SDM_FILE_READ])
 
 
 # --- the URL -----------------------------------------------------------------------------

@@ -9,6 +9,10 @@ Endpoints (all JSON; the centre's clock is in every answer as ``server_time``):
 - ``GET  /v1/clock``                    -> :class:`ClockResponse`
 - ``POST /v1/events``   :class:`PushRequest` -> :class:`PushResponse`
 - ``GET  /v1/reference?since=CURSOR&limit=N`` -> :class:`ReferencePage`
+- ``GET  /v1/tag-keys``                 -> :class:`TagKeysPage` (SUN keys of the device's
+  unit's tags, and the deployment's tag policy)
+- ``POST /v1/tags/{uid}/provision``   :class:`ProvisionRequest` -> :class:`ProvisionKeys`
+- ``POST /v1/tags/{uid}/provisioned`` :class:`ProvisionedRequest` -> :class:`ProvisionedAnswer`
 
 Events are delivered at least once and applied at most once: the centre keys
 them by ``event_id`` and answers with exactly the ids it holds durably.
@@ -142,6 +146,111 @@ class ReferencePage(Answer):
     items: list[ReferenceItem]
     cursor: int  # pass as ``since`` next time
     more: bool  # another page is waiting
+    server_time: AwareDatetime
+
+
+# --- NTAG 424 DNA SUN (issue 9) ------------------------------------------------------------
+
+_KEY_HEX = re.compile(r"^[0-9a-f]{32}$")
+_UID_HEX = re.compile(r"^[0-9A-F]{14}$")
+MAX_SUN_URL = 1024
+
+
+def _key_hex(value: str) -> str:
+    if not _KEY_HEX.match(value):
+        raise ValueError("must be an AES-128 key: 32 lower-case hex digits")
+    return value
+
+
+def _uid_hex(value: str) -> str:
+    if not _UID_HEX.match(value):
+        raise ValueError("must be a 7-byte NFC-A UID: 14 upper-case hex digits")
+    return value
+
+
+KeyHex = Annotated[str, AfterValidator(_key_hex)]
+UidHex = Annotated[str, AfterValidator(_uid_hex)]
+
+
+class TagPolicy(StrEnum):
+    """What a tag at the door must prove, per deployment (strongest first).
+
+    ``sun_required``: every tag must give a fresh, valid SUN (NTAG 424 DNA); others are
+    refused. ``signature``: a tag with SUN keys must give a valid SUN, any other tag a
+    valid NXP originality signature. ``uid_only``: a SUN tag is still checked, other tags
+    are accepted on their UID (a copy cannot be told apart: for a transition only).
+    """
+
+    SUN_REQUIRED = "sun_required"
+    SIGNATURE = "signature"
+    UID_ONLY = "uid_only"
+
+
+class SunVerdict(StrEnum):
+    """What checking a tag's SUN URL found (agent offline, then the centre again)."""
+
+    OK = "ok"
+    REPLAY = "replay"  # the counter is not above the last one accepted: a copied URL
+    BAD_MAC = "bad_mac"  # the SDMMAC does not match: tampered, or another tag's URL
+    UID_MISMATCH = "uid_mismatch"  # PICC data names another UID than the one read
+    MALFORMED = "malformed"  # not a SUN URL of ours
+    NO_KEYS = "no_keys"  # the checker holds no SUN keys for this UID
+
+
+class SunCheck(Model):
+    """Carried in tap events (``data["sun"]``) of tags with SUN: the URL exactly as read,
+    the counter it gave (None when it could not be decrypted) and the agent's verdict."""
+
+    url: str = Field(min_length=1, max_length=MAX_SUN_URL)
+    counter: int | None = Field(default=None, ge=0, le=0xFFFFFF)
+    verdict: SunVerdict
+
+
+class SunTagKeys(Answer):
+    """One tag's SDM keys, diversified at the centre: K_SDMMetaRead and K_SDMFileRead."""
+
+    uid: UidHex
+    key_version: int = Field(ge=1)
+    meta_read: KeyHex
+    file_read: KeyHex
+
+
+class TagKeysPage(Answer):
+    """The whole set for the asking device's unit: the agent replaces what it held."""
+
+    protocol: int = PROTOCOL_VERSION
+    policy: TagPolicy
+    tags: list[SunTagKeys]
+    server_time: AwareDatetime
+
+
+class ProvisionRequest(Model):
+    client_ref: str = Field(min_length=1, max_length=64)
+
+
+class ProvisionKeys(Answer):
+    """What to write to one NTAG 424 DNA: its five new keys (key numbers 0-4), the keys it
+    holds now (factory zeros, or an earlier key version's when re-provisioning) and the
+    URL the SUN parameters are appended to."""
+
+    uid: UidHex
+    client_ref: str
+    key_version: int = Field(ge=1)
+    keys: list[KeyHex] = Field(min_length=5, max_length=5)
+    current_keys: list[KeyHex] = Field(min_length=5, max_length=5)
+    current_key_version: int = Field(ge=0)  # 0: factory default keys
+    url_base: str = Field(min_length=8, max_length=200)
+
+
+class ProvisionedRequest(Model):
+    sun_url: str = Field(min_length=1, max_length=MAX_SUN_URL)
+
+
+class ProvisionedAnswer(Answer):
+    uid: UidHex
+    client_ref: str
+    key_version: int
+    counter: int
     server_time: AwareDatetime
 
 
