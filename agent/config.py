@@ -11,6 +11,8 @@ The TOML file (``--config FILE``, else ``DATA_DIR/agent.toml`` when present)::
     feedback = true                 # reader LED/buzzer where the reader has one
     require_genuine_tags = false    # refuse tags without a valid NXP originality signature
     trust_sim_tags = false          # accept simulated tags' signatures (demos, training)
+    tag_policy = "auto"             # "sun_required" | "signature" | "uid_only"; "auto":
+                                    # the centre's policy (legacy: require_genuine_tags)
     centre_url = "https://centre.example:8700"   # unset: no sync (the agent works offline)
     token_file = "/etc/nyckelfri/token"          # or token = "..." (prefer the file: 0600)
     sync_interval_s = 60            # background sync period of `nyckelfri agent run`
@@ -26,6 +28,7 @@ Environment overrides: ``NYCKELFRI_DEVICE_ID``, ``NYCKELFRI_READER`` (several
 separated by commas), ``NYCKELFRI_DATA_DIR``, ``NYCKELFRI_PERSONAL_STAFF_REF``,
 ``NYCKELFRI_REPEAT_WINDOW_S``, ``NYCKELFRI_MAX_VISIT_S``, ``NYCKELFRI_SIGN_IN_TTL_S``,
 ``NYCKELFRI_FEEDBACK``, ``NYCKELFRI_REQUIRE_GENUINE_TAGS``, ``NYCKELFRI_TRUST_SIM_TAGS``,
+``NYCKELFRI_TAG_POLICY``,
 ``NYCKELFRI_CENTRE_URL``, ``NYCKELFRI_TOKEN``, ``NYCKELFRI_TOKEN_FILE``,
 ``NYCKELFRI_SYNC_INTERVAL_S``, ``NYCKELFRI_SYNC_MAX_ATTEMPTS``, ``NYCKELFRI_FITTER``,
 ``NYCKELFRI_BLE_BACKEND``, ``NYCKELFRI_SIM_LOCKS_FILE``, ``NYCKELFRI_RSSI_THRESHOLD``.
@@ -56,6 +59,7 @@ from agent.visits import (
 from drivers.nfc.authenticity import GENUINE_NXP
 from drivers.sim.tags import SIM_PUBLIC_KEY_HEX
 from sync.client import MAX_ATTEMPTS as DEFAULT_SYNC_MAX_ATTEMPTS
+from sync.protocol import TagPolicy
 
 CONFIG_NAME = "agent.toml"
 DEFAULT_SYNC_INTERVAL_S = 60.0
@@ -86,6 +90,7 @@ class AgentConfig:
     feedback: bool = True
     require_genuine_tags: bool = False
     trust_sim_tags: bool = False  # demos and training only: accept simulator signatures
+    tag_policy: TagPolicy | None = None  # None ("auto"): the centre's, as last pulled
     centre_url: str | None = None  # None: no sync, the agent keeps everything offline
     token: str | None = field(default=None, repr=False)  # never in logs or reprs
     token_file: Path | None = None
@@ -142,6 +147,7 @@ class AgentConfig:
             personal_staff_ref=self.personal_staff_ref or None,
             trusted_tag_keys=tuple(keys.items()),
             require_genuine_tags=self.require_genuine_tags,
+            tag_policy=self.tag_policy,
         )
 
 
@@ -186,6 +192,15 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             return backend
         if name == "fitter":
             return str(value).strip() or None
+        if name == "tag_policy":
+            text = str(value).strip().lower()
+            if text in ("", "auto"):
+                return None
+            try:
+                return TagPolicy(text)
+            except ValueError:
+                raise ValueError("must be auto, " + ", ".join(p.value for p in TagPolicy)
+                                 ) from None
         if name in ("data_dir", "token_file", "sim_locks_file"):
             return Path(str(value)).expanduser()
         if name == "centre_url":

@@ -95,6 +95,7 @@ def build_sync_client(config: AgentConfig, store: Store, clock: Clock, *,
     kwargs.setdefault("max_attempts", config.sync_max_attempts)
     if config.fitter:
         kwargs.setdefault("jobs", store)  # a fitter's agent also pulls its binder jobs
+    kwargs.setdefault("tag_keys", store)  # SUN keys of this unit's tags, and the tag policy
     return SyncClient(config.centre_url, config.sync_token(), config.device_id, store, store,
                       source, anchors=store, cancel=cancel, wall_clock=source.wall, **kwargs)
 

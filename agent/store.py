@@ -30,7 +30,7 @@ from routine import reference
 from routine.timekeeping import Anchor
 
 if TYPE_CHECKING:  # the store needs no sync code, only the shape of a reference item
-    from sync.protocol import FitterJob, ReferenceItem
+    from sync.protocol import FitterJob, ReferenceItem, SunTagKeys
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ DB_NAME = "agent.db"
 BUSY_TIMEOUT_S = 10.0
 
 REFERENCE_CURSOR_KEY = "reference_cursor"
+TAG_POLICY_KEY = "tag_policy"  # the deployment's tag policy, as the centre last said
 
 
 class StoreError(Exception):
@@ -166,8 +167,19 @@ def _v4_fitter_jobs(db: sqlite_utils.Database) -> None:
                "ticked_at TEXT NOT NULL, PRIMARY KEY (job_id, checkpoint))")
 
 
+def _v5_sun(db: sqlite_utils.Database) -> None:
+    # NTAG 424 DNA SUN: the two SDM keys of each tag of this device's unit (pulled from
+    # the centre, replaced whole on every pull; never the tag's master key) and the last
+    # read counter accepted per tag, which is what refuses a replayed URL offline. The
+    # counters are this agent's own record: they are never lowered nor deleted by a pull.
+    db.execute("CREATE TABLE sun_keys (uid TEXT PRIMARY KEY, key_version INTEGER NOT NULL, "
+               "meta_read TEXT NOT NULL, file_read TEXT NOT NULL)")
+    db.execute("CREATE TABLE sun_counters (uid TEXT PRIMARY KEY, counter INTEGER NOT NULL, "
+               "at TEXT NOT NULL)")
+
+
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
-    _v1_core, _v2_tap_log, _v3_sync, _v4_fitter_jobs,
+    _v1_core, _v2_tap_log, _v3_sync, _v4_fitter_jobs, _v5_sun,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -434,6 +446,64 @@ class Store:
                 "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
                 "SET value = excluded.value", (REFERENCE_CURSOR_KEY, str(cursor)),
             )
+
+    # --- NTAG 424 DNA SUN ----------------------------------------------------------------
+
+    def replace_tag_keys(self, policy: str, tags: Sequence[SunTagKeys]) -> None:
+        """The centre's current SUN keys for this device's unit, and the deployment's tag
+        policy, replace what was held (a tag moved to another unit, or re-keyed, loses its
+        old keys here). The accepted counters stay."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM sun_keys")
+            conn.executemany(
+                "INSERT INTO sun_keys(uid, key_version, meta_read, file_read) "
+                "VALUES (?, ?, ?, ?)",
+                [(t.uid, t.key_version, t.meta_read, t.file_read) for t in tags],
+            )
+            conn.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                "SET value = excluded.value", (TAG_POLICY_KEY, policy),
+            )
+
+    def sun_keys_for(self, uid: str) -> tuple[int, bytes, bytes] | None:
+        """(key version, K_SDMMetaRead, K_SDMFileRead) of a SUN tag, or None."""
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT key_version, meta_read, file_read FROM sun_keys WHERE uid = ?", (uid,),
+            ).fetchone()
+        if row is None:
+            return None
+        return row["key_version"], bytes.fromhex(row["meta_read"]), bytes.fromhex(
+            row["file_read"])
+
+    def sun_key_count(self) -> int:
+        with self._lock:
+            return int(self.conn.execute("SELECT COUNT(*) FROM sun_keys").fetchone()[0])
+
+    def tag_policy(self) -> str | None:
+        """The tag policy the centre last gave, or None (never pulled)."""
+        with self._lock:
+            return self._meta(self.conn, TAG_POLICY_KEY)
+
+    @staticmethod
+    def last_sun_counter(conn: sqlite3.Connection, uid: str) -> int | None:
+        row = conn.execute("SELECT counter FROM sun_counters WHERE uid = ?", (uid,)).fetchone()
+        return None if row is None else int(row[0])
+
+    @staticmethod
+    def accept_sun_counter(conn: sqlite3.Connection, uid: str, counter: int, at: str) -> None:
+        """Record ``counter`` as the last accepted for ``uid``, in the caller's transaction
+        (with the tap's decision). Never lowers it."""
+        conn.execute(
+            "INSERT INTO sun_counters(uid, counter, at) VALUES (?, ?, ?) ON CONFLICT(uid) "
+            "DO UPDATE SET counter = excluded.counter, at = excluded.at "
+            "WHERE excluded.counter > sun_counters.counter", (uid, counter, at),
+        )
+
+    def sun_counters(self) -> dict[str, int]:
+        with self._lock:
+            return {r["uid"]: int(r["counter"]) for r in self.conn.execute(
+                "SELECT uid, counter FROM sun_counters")}
 
     def locks(self) -> list[dict[str, Any]]:
         with self._lock:

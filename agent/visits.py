@@ -10,7 +10,12 @@ arrival and departure by tapping the NFC tag at the client's door. The rules:
 - a tap at another client while a visit is open closes that visit as
   "departure missing"; so does a visit left open past a limit;
 - unknown tags are refused and recorded; a tag of a client whose lock is
-  installed is refused with "take the tag down" and recorded.
+  installed is refused with "take the tag down" and recorded;
+- a tag is only believed as far as the deployment's tag policy asks
+  (:class:`sync.protocol.TagPolicy`): an NTAG 424 DNA whose SUN keys this agent holds
+  must give a valid SUN URL with a read counter above the last one accepted here
+  (a copied tag or a replayed URL cannot), whatever the policy; other tags need an NXP
+  originality signature under ``signature`` and are refused under ``sun_required``.
 
 Each decision is ONE store transaction: the visit row, the tap log and the
 outbox event commit together, before the reader gives any feedback.
@@ -24,11 +29,14 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from agent.clock import Clock, Stamp
 from agent.store import Store, Visit, new_id
 from drivers.nfc.authenticity import GENUINE_NXP, signer
 from drivers.nfc.base import Feedback, Tap
+from routine import sun
+from sync.protocol import MAX_SUN_URL, SunVerdict, TagPolicy
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +65,11 @@ class Refusal(enum.StrEnum):
     NO_STAFF = "no_staff_signed_in"
     NOT_DEVICE_OWNER = "not_device_owner"
     NOT_GENUINE = "not_genuine"
+    NOT_SECURED = "not_secured"  # policy sun_required, and this tag has no SUN
+    SUN_MISSING = "sun_missing"  # a SUN tag that gave no SUN URL
+    SUN_BAD_MAC = "sun_bad_mac"
+    SUN_UID_MISMATCH = "sun_uid_mismatch"
+    SUN_REPLAY = "sun_replay"
 
 
 REFUSAL_ADVICE: dict[Refusal, str] = {
@@ -69,9 +82,83 @@ REFUSAL_ADVICE: dict[Refusal, str] = {
     Refusal.NO_STAFF: "tap your staff badge first to sign in",
     Refusal.NOT_DEVICE_OWNER: "this device is personal to another staff member",
     Refusal.NOT_GENUINE: (
-        "this tag has no valid originality signature (a copy?); do not use it, report it"
+        "this tag has no valid NXP originality signature (a copy, or not an NXP tag); "
+        "do not use it, report it to your coordinator"
+    ),
+    Refusal.NOT_SECURED: (
+        "this deployment accepts only secured tags (NTAG 424 DNA) and this one is not; "
+        "register the visit another way and report the tag to your coordinator"
+    ),
+    Refusal.SUN_MISSING: (
+        "this secured tag gave no secure code (reset or replaced?); do not use it, "
+        "report it to your coordinator"
+    ),
+    Refusal.SUN_BAD_MAC: (
+        "this tag's secure code is not valid (a copy or a tampered tag?); do not use it, "
+        "report it to your coordinator"
+    ),
+    Refusal.SUN_UID_MISMATCH: (
+        "this tag's secure code belongs to another tag (a copy?); do not use it, "
+        "report it to your coordinator"
+    ),
+    Refusal.SUN_REPLAY: (
+        "this tag's secure code was already used (a copied tag or URL?); do not use it, "
+        "report it to your coordinator"
     ),
 }
+
+_SUN_REFUSALS = {
+    SunVerdict.MALFORMED: Refusal.SUN_BAD_MAC,  # SUN parameters that do not decrypt
+    SunVerdict.BAD_MAC: Refusal.SUN_BAD_MAC,
+    SunVerdict.UID_MISMATCH: Refusal.SUN_UID_MISMATCH,
+    SunVerdict.REPLAY: Refusal.SUN_REPLAY,
+}
+
+
+@dataclass(frozen=True)
+class SunResult:
+    """What the tap's SUN URL said, checked before the transaction (AES work, ~0.1 ms);
+    the counter is compared with the last accepted one inside it."""
+
+    url: str | None
+    verdict: SunVerdict
+    counter: int | None = None
+    detail: str = ""
+    missing: bool = False  # no SUN parameters at all (not: SUN parameters that are wrong)
+
+    @property
+    def refusal(self) -> Refusal:
+        return Refusal.SUN_MISSING if self.missing else _SUN_REFUSALS[self.verdict]
+
+    def as_data(self) -> dict[str, Any] | None:
+        """``data["sun"]`` of the tap's event (sync.protocol.SunCheck), None without URL."""
+        if self.url is None:
+            return None
+        return {"url": self.url[:MAX_SUN_URL], "counter": self.counter,
+                "verdict": str(self.verdict)}
+
+
+def check_sun(tap: Tap, meta_read: bytes, file_read: bytes) -> SunResult:
+    """Verify the SUN URL of a tap from a tag whose SDM keys we hold (no counter check)."""
+    urls = [r.uri for r in tap.ndef if r.uri]
+    if not urls:
+        return SunResult(None, SunVerdict.MALFORMED, detail="no URL on the tag", missing=True)
+    url = urls[0]
+    names = set(parse_qs(urlsplit(url).query, keep_blank_values=True))
+    template = sun.DEFAULT_TEMPLATE
+    if not names & {*template.picc, *template.mac, *template.uid, *template.ctr}:
+        return SunResult(url, SunVerdict.MALFORMED, detail="a URL without SUN parameters",
+                         missing=True)
+    keys = sun.TagKeys(meta_read=meta_read, file_read=file_read)
+    try:
+        reading = sun.verify_sun(url, keys, expected_uid=bytes.fromhex(tap.uid))
+    except sun.SunBadMac as exc:
+        return SunResult(url, SunVerdict.BAD_MAC, detail=str(exc))
+    except sun.SunUidMismatch as exc:
+        return SunResult(url, SunVerdict.UID_MISMATCH, detail=str(exc))
+    except sun.SunError as exc:
+        return SunResult(url, SunVerdict.MALFORMED, detail=str(exc))
+    return SunResult(url, SunVerdict.OK, counter=reading.counter)
 
 
 @dataclass(frozen=True)
@@ -83,8 +170,11 @@ class Settings:
     # Keys whose NTAG21x originality signatures we accept, by name (recorded with
     # each event so the centre can flag unverified tags).
     trusted_tag_keys: tuple[tuple[str, str], ...] = tuple(GENUINE_NXP.items())
-    # Refuse tags without a valid signature. Only when every tag in use is NTAG21x.
+    # Refuse tags without a valid signature (the legacy switch: policy ``signature``
+    # when neither the configuration nor the centre names a policy).
     require_genuine_tags: bool = False
+    # The tag policy, overriding the centre's (None: the centre's, as last pulled).
+    tag_policy: TagPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -140,11 +230,13 @@ class Registrar:
 
     def handle(self, tap: Tap) -> Decision:
         stamp = self.clock.now()
-        # Verify the originality signature (pure-Python ECDSA, ~0.5 ms) before taking
-        # the write lock; the calls inside the transaction then hit the cache.
+        # Verify the originality signature (pure-Python ECDSA, ~0.5 ms) and the SUN URL
+        # before taking the write lock; the calls inside the transaction hit the cache.
         self._signer(tap)
+        keys = self.store.sun_keys_for(tap.uid) if tap.problem is None else None
+        result = None if keys is None else check_sun(tap, keys[1], keys[2])
         with self.store.transaction() as conn:
-            decision = self._decide(conn, tap, stamp)
+            decision = self._decide(conn, tap, stamp, result)
             self.store.log_tap(
                 conn, uid=tap.uid, reader=tap.reader, product=tap.product, stamp=stamp,
                 outcome=_tap_outcome(decision), reason=decision.refusal or str(decision.outcome),
@@ -162,27 +254,62 @@ class Registrar:
 
     # --- rules -----------------------------------------------------------------------
 
-    def _decide(self, conn: sqlite3.Connection, tap: Tap, stamp: Stamp) -> Decision:
+    def policy(self) -> TagPolicy:
+        """The tag policy in force: configuration, else the centre's, else the legacy
+        switch (``signature`` with require_genuine_tags, ``uid_only`` without)."""
+        if self.settings.tag_policy is not None:
+            return self.settings.tag_policy
+        pulled = self.store.tag_policy()
+        if pulled:
+            try:
+                return TagPolicy(pulled)
+            except ValueError:  # a newer centre's policy: the strictest we know
+                log.warning("unknown tag policy %r from the centre; using sun_required", pulled)
+                return TagPolicy.SUN_REQUIRED
+        return TagPolicy.SIGNATURE if self.settings.require_genuine_tags else TagPolicy.UID_ONLY
+
+    def _decide(self, conn: sqlite3.Connection, tap: Tap, stamp: Stamp,
+                result: SunResult | None) -> Decision:
         if tap.problem is not None:
             detail = f"{tap.problem}: {tap.problem_detail}" if tap.problem_detail else tap.problem
             return self._refuse(conn, tap, stamp, Refusal.UNREADABLE, extra=str(detail))
-        if self.settings.require_genuine_tags and self._signer(tap) is None:
-            return self._refuse(conn, tap, stamp, Refusal.NOT_GENUINE)
         badge = self.store.staff_for_badge(tap.uid)
+        if result is not None:  # a SUN tag: its SUN is the proof, whatever the policy
+            counter = result.counter
+            if result.verdict is SunVerdict.OK and counter is not None:
+                last = self.store.last_sun_counter(conn, tap.uid)
+                if last is not None and counter <= last:
+                    result = SunResult(result.url, SunVerdict.REPLAY, counter,
+                                       f"read counter {counter} is not above the last "
+                                       f"accepted {last}")
+                else:  # in this transaction: the counter is used up with the decision
+                    self.store.accept_sun_counter(conn, tap.uid, counter, stamp.wall_iso)
+            if result.verdict is not SunVerdict.OK:
+                return self._refuse(conn, tap, stamp, result.refusal,
+                                    extra=result.detail, sun_result=result)
+        elif badge is None and self.policy() is TagPolicy.SUN_REQUIRED:
+            found = self.store.client_for_tag(tap.uid)
+            return self._refuse(conn, tap, stamp, Refusal.NOT_SECURED,
+                                client_ref=found[0].ref if found else None)
+        elif self.policy() is not TagPolicy.UID_ONLY and self._signer(tap) is None:
+            return self._refuse(conn, tap, stamp, Refusal.NOT_GENUINE)
         if badge is not None:
             return self._sign_in(conn, tap, stamp, badge.staff_ref, badge.display_name)
         found = self.store.client_for_tag(tap.uid)
         if found is None:
-            return self._refuse(conn, tap, stamp, Refusal.UNKNOWN_TAG)
+            return self._refuse(conn, tap, stamp, Refusal.UNKNOWN_TAG, sun_result=result)
         client, active = found
         if not active:
-            return self._refuse(conn, tap, stamp, Refusal.TAG_INACTIVE, client_ref=client.ref)
+            return self._refuse(conn, tap, stamp, Refusal.TAG_INACTIVE, client_ref=client.ref,
+                                sun_result=result)
         if client.lock_status == "installed":
-            return self._refuse(conn, tap, stamp, Refusal.LOCK_INSTALLED, client_ref=client.ref)
+            return self._refuse(conn, tap, stamp, Refusal.LOCK_INSTALLED, client_ref=client.ref,
+                                sun_result=result)
         staff_ref = self._current_staff(stamp)
         if staff_ref is None:
-            return self._refuse(conn, tap, stamp, Refusal.NO_STAFF, client_ref=client.ref)
-        return self._visit_tap(conn, tap, stamp, client.ref, staff_ref)
+            return self._refuse(conn, tap, stamp, Refusal.NO_STAFF, client_ref=client.ref,
+                                sun_result=result)
+        return self._visit_tap(conn, tap, stamp, client.ref, staff_ref, result)
 
     def _signer(self, tap: Tap) -> str | None:
         return signer(tap.uid, tap.signature, dict(self.settings.trusted_tag_keys))
@@ -214,7 +341,7 @@ class Registrar:
                         stamp.wall_iso, staff_ref=staff_ref, event_id=event_id)
 
     def _visit_tap(self, conn: sqlite3.Connection, tap: Tap, stamp: Stamp, client_ref: str,
-                   staff_ref: str) -> Decision:
+                   staff_ref: str, result: SunResult | None) -> Decision:
         last = self.store.last_registration(tap.uid, staff_ref)
         if last is not None:
             age = elapsed_s(last["at"], last["boottime_ns"], last["boot_id"], stamp)
@@ -233,11 +360,11 @@ class Registrar:
                 closed.append(self._close_missing(conn, visit, stamp, "tap_at_other_client",
                                                   other_client_ref=client_ref))
         if open_here is not None:
-            return self._depart(conn, tap, stamp, open_here, tuple(closed))
-        return self._arrive(conn, tap, stamp, client_ref, staff_ref, tuple(closed))
+            return self._depart(conn, tap, stamp, open_here, tuple(closed), result)
+        return self._arrive(conn, tap, stamp, client_ref, staff_ref, tuple(closed), result)
 
     def _arrive(self, conn: sqlite3.Connection, tap: Tap, stamp: Stamp, client_ref: str,
-                staff_ref: str, closed: tuple[str, ...]) -> Decision:
+                staff_ref: str, closed: tuple[str, ...], result: SunResult | None) -> Decision:
         visit_id = new_id()
         conn.execute(
             "INSERT INTO visits(id, client_ref, staff_ref, tag_uid, arrived_at, "
@@ -249,6 +376,7 @@ class Registrar:
             "visit_id": visit_id, "client_ref": client_ref, "staff_ref": staff_ref,
             "tag_uid": tap.uid, "reader": tap.reader, "product": tap.product,
             "signature": tap.signature, "tag_signer": self._signer(tap), "method": "nfc_tag",
+            **_sun_data(result),
         })
         note = f" (closed {len(closed)} visit(s) without departure)" if closed else ""
         return Decision(Outcome.ARRIVAL, Feedback.REGISTERED,
@@ -257,7 +385,7 @@ class Registrar:
                         closed_missing=closed, event_id=event_id)
 
     def _depart(self, conn: sqlite3.Connection, tap: Tap, stamp: Stamp, visit: Visit,
-                closed: tuple[str, ...]) -> Decision:
+                closed: tuple[str, ...], result: SunResult | None) -> Decision:
         conn.execute(
             "UPDATE visits SET departed_at = ?, departed_boottime_ns = ?, status = 'closed', "
             "close_reason = 'departed' WHERE id = ?",
@@ -269,7 +397,7 @@ class Registrar:
             "visit_id": visit.id, "client_ref": visit.client_ref, "staff_ref": visit.staff_ref,
             "tag_uid": tap.uid, "reader": tap.reader, "arrived_at": visit.arrived_at,
             "duration_s": round(duration, 3), "signature": tap.signature,
-            "tag_signer": self._signer(tap), "method": "nfc_tag",
+            "tag_signer": self._signer(tap), "method": "nfc_tag", **_sun_data(result),
         })
         return Decision(Outcome.DEPARTURE, Feedback.REGISTERED,
                         f"departure from {visit.client_ref} by {visit.staff_ref} after "
@@ -304,7 +432,7 @@ class Registrar:
 
     def _refuse(self, conn: sqlite3.Connection, tap: Tap, stamp: Stamp, refusal: Refusal, *,
                 client_ref: str | None = None, staff_ref: str | None = None,
-                extra: str = "") -> Decision:
+                extra: str = "", sun_result: SunResult | None = None) -> Decision:
         advice = REFUSAL_ADVICE[refusal]
         if extra:
             advice = f"{advice} ({extra})"
@@ -312,10 +440,16 @@ class Registrar:
             "uid": tap.uid, "reason": str(refusal), "detail": extra, "client_ref": client_ref,
             "staff_ref": staff_ref or self._current_staff(stamp), "reader": tap.reader,
             "product": tap.product, "signature": tap.signature, "tag_signer": self._signer(tap),
+            **_sun_data(sun_result),
         })
         return Decision(Outcome.REFUSED, Feedback.REFUSED, f"refused: {advice}", tap.uid,
                         stamp.wall_iso, client_ref=client_ref, staff_ref=staff_ref,
                         refusal=refusal, event_id=event_id)
+
+
+def _sun_data(result: SunResult | None) -> dict[str, Any]:
+    data = None if result is None else result.as_data()
+    return {} if data is None else {"sun": data}
 
 
 def _duration(seconds: float) -> str:

@@ -62,6 +62,8 @@ from sync.protocol import (
     ReferenceItem,
     ReferencePage,
     Rejection,
+    SunTagKeys,
+    TagKeysPage,
 )
 
 log = logging.getLogger(__name__)
@@ -184,6 +186,14 @@ class JobSink(Protocol):
     def replace_jobs(self, jobs: Sequence[FitterJob]) -> None: ...
 
 
+@runtime_checkable
+class TagKeySink(Protocol):
+    """Where pulled SUN keys go (``agent.store.Store``): the centre's current set for this
+    device's unit, and the deployment's tag policy, replace what was held."""
+
+    def replace_tag_keys(self, policy: str, tags: Sequence[SunTagKeys]) -> None: ...
+
+
 class ClockStore(Protocol):
     """Keeps the best clock anchor of each boot across restarts (agent.store.Store)."""
 
@@ -225,6 +235,7 @@ class SyncReport:
     offset_s: float  # centre's clock minus this device's wall clock
     duration_s: float
     jobs: int | None = None  # fitter jobs pulled (None: not pulled this round)
+    tag_keys: int | None = None  # SUN tags whose keys were pulled (None: not pulled)
 
     def as_dict(self) -> dict[str, Any]:
         push = asdict(self.push)
@@ -239,6 +250,7 @@ class SyncReport:
             "duration_s": round(self.duration_s, 3),
             "push": push,
             **({} if self.jobs is None else {"jobs": self.jobs}),
+            **({} if self.tag_keys is None else {"tag_keys": self.tag_keys}),
         }
 
 
@@ -284,6 +296,7 @@ class SyncClient:
         *,
         anchors: ClockStore | None = None,
         jobs: JobSink | None = None,
+        tag_keys: TagKeySink | None = None,
         transport: httpx.BaseTransport | None = None,
         batch_size: int = MAX_BATCH,
         max_attempts: int = MAX_ATTEMPTS,
@@ -318,6 +331,7 @@ class SyncClient:
         # Fitter jobs are pulled each round only when a sink is given (a fitter's agent
         # passes its store): other agents make no extra request.
         self.jobs = jobs
+        self.tag_keys = tag_keys
         self.batch_size = batch_size
         self.max_attempts = max(1, max_attempts)
         self.clock_samples = max(1, clock_samples)
@@ -367,8 +381,9 @@ class SyncClient:
             raise
         items = self.pull_reference()
         jobs = self._pull_jobs_if_served() if self.jobs is not None else None
+        keys = self._pull_tag_keys_if_served() if self.tag_keys is not None else None
         duration_s = (self.clock.boottime_ns() - started) / 1e9
-        report = SyncReport(push, items, sample, offset_s, duration_s, jobs)
+        report = SyncReport(push, items, sample, offset_s, duration_s, jobs, keys)
         log.info("sync %s: pushed %d, stored %d, rejected %d, reference items %d, "
                  "clock offset %+.3f s (rtt %.1f ms) in %.1f s", self.device_id, push.sent,
                  push.stored, len(push.rejected), items, offset_s, sample.rtt_ns / 1e6,
@@ -582,6 +597,30 @@ class SyncClient:
             if exc.status != 404:
                 raise
             log.info("sync %s: the centre serves no fitter jobs (%s)", self.device_id, exc)
+            return None
+
+    # --- SUN tag keys -----------------------------------------------------------------------
+
+    def pull_tag_keys(self) -> TagKeysPage:
+        """The SUN keys of this device's unit's tags and the tag policy (GET /v1/tag-keys),
+        stored in the key sink when there is one (replacing what it held)."""
+        page = self._retry("GET /v1/tag-keys",
+                           lambda: _parse(TagKeysPage, self._send("GET", "/v1/tag-keys")))
+        if self.tag_keys is not None:
+            self.tag_keys.replace_tag_keys(str(page.policy), list(page.tags))
+        log.info("sync %s: SUN keys of %d tag(s), tag policy %s", self.device_id,
+                 len(page.tags), page.policy)
+        return page
+
+    def _pull_tag_keys_if_served(self) -> int | None:
+        """``pull_tag_keys`` within a round; an older centre without the endpoint (404)
+        leaves the held keys and policy as they were."""
+        try:
+            return len(self.pull_tag_keys().tags)
+        except ProtocolMismatch as exc:
+            if exc.status != 404:
+                raise
+            log.info("sync %s: the centre serves no SUN keys (%s)", self.device_id, exc)
             return None
 
     # --- HTTP ---------------------------------------------------------------------------------
