@@ -39,3 +39,16 @@ def test_broken_toml_names_the_file(tmp_path: Path):
 def test_missing_explicit_file(tmp_path: Path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(config_file=tmp_path / "nope.toml", env={})
+
+
+def test_tag_policy_from_file_and_env(tmp_path: Path):
+    from sync.protocol import TagPolicy
+
+    (tmp_path / "agent.toml").write_text('tag_policy = "sun_required"\n')
+    cfg = load_config(env={"NYCKELFRI_DATA_DIR": str(tmp_path)})
+    assert cfg.tag_policy is TagPolicy.SUN_REQUIRED
+    assert cfg.visit_settings().tag_policy is TagPolicy.SUN_REQUIRED
+    auto = load_config(env={"NYCKELFRI_DATA_DIR": str(tmp_path), "NYCKELFRI_TAG_POLICY": "auto"})
+    assert auto.tag_policy is None
+    with pytest.raises(ConfigError, match="tag_policy.*must be auto, sun_required"):
+        load_config(env={"NYCKELFRI_DATA_DIR": str(tmp_path), "NYCKELFRI_TAG_POLICY": "strong"})
