@@ -58,8 +58,8 @@ from agent.visits import (
 )
 from drivers.nfc.authenticity import GENUINE_NXP
 from drivers.sim.tags import SIM_PUBLIC_KEY_HEX
+from routine.sun import TagPolicy
 from sync.client import MAX_ATTEMPTS as DEFAULT_SYNC_MAX_ATTEMPTS
-from sync.protocol import TagPolicy
 
 CONFIG_NAME = "agent.toml"
 DEFAULT_SYNC_INTERVAL_S = 60.0

@@ -36,7 +36,7 @@ from agent.store import Store, Visit, new_id
 from drivers.nfc.authenticity import GENUINE_NXP, signer
 from drivers.nfc.base import Feedback, Tap
 from routine import sun
-from sync.protocol import MAX_SUN_URL, SunVerdict, TagPolicy
+from routine.sun import MAX_SUN_URL, SunVerdict, TagPolicy
 
 log = logging.getLogger(__name__)
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import ClassVar
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -47,7 +48,33 @@ SV2_PREFIX = bytes.fromhex("3cc300010080")  # -> K_SesSDMFileReadMAC
 NDEF_APPLICATION_DF_NAME = bytes.fromhex("d2760000850101")  # the NTAG 424 DNA NDEF application
 AN10922_AES128 = 0x01  # AN10922 diversification constant for an AES-128 key
 _BLOCK = 16
+MAX_SUN_URL = 1024  # longer than any NDEF URL an NTAG 424 DNA's 256-byte file holds
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+class TagPolicy(StrEnum):
+    """What a tag at the door must prove, per deployment (strongest first).
+
+    ``sun_required``: every tag must give a fresh, valid SUN (NTAG 424 DNA); others are
+    refused. ``signature``: a tag with SUN keys must give a valid SUN, any other tag a
+    valid NXP originality signature. ``uid_only``: a SUN tag is still checked, other tags
+    are accepted on their UID (a copy cannot be told apart: for a transition only).
+    """
+
+    SUN_REQUIRED = "sun_required"
+    SIGNATURE = "signature"
+    UID_ONLY = "uid_only"
+
+
+class SunVerdict(StrEnum):
+    """What checking a tag's SUN URL found (agent offline, then the centre again)."""
+
+    OK = "ok"
+    REPLAY = "replay"  # the counter is not above the last one accepted: a copied URL
+    BAD_MAC = "bad_mac"  # the SDMMAC does not match: tampered, or another tag's URL
+    UID_MISMATCH = "uid_mismatch"  # PICC data names another UID than the one read
+    MALFORMED = "malformed"  # not a SUN URL of ours
+    NO_KEYS = "no_keys"  # the checker holds no SUN keys for this UID
 
 
 # --- errors ------------------------------------------------------------------------------

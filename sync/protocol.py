@@ -28,6 +28,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+# The tag policy and SUN verdicts are the routine's words (pure enums, cheap to import
+# on the agent's tap path); the protocol carries them.
+from routine.sun import MAX_SUN_URL, SunVerdict, TagPolicy
+
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({1})
 PROTOCOL_HEADER = "X-Nyckelfri-Protocol"
@@ -151,9 +155,9 @@ class ReferencePage(Answer):
 
 # --- NTAG 424 DNA SUN (issue 9) ------------------------------------------------------------
 
+
 _KEY_HEX = re.compile(r"^[0-9a-f]{32}$")
 _UID_HEX = re.compile(r"^[0-9A-F]{14}$")
-MAX_SUN_URL = 1024
 
 
 def _key_hex(value: str) -> str:
@@ -170,31 +174,6 @@ def _uid_hex(value: str) -> str:
 
 KeyHex = Annotated[str, AfterValidator(_key_hex)]
 UidHex = Annotated[str, AfterValidator(_uid_hex)]
-
-
-class TagPolicy(StrEnum):
-    """What a tag at the door must prove, per deployment (strongest first).
-
-    ``sun_required``: every tag must give a fresh, valid SUN (NTAG 424 DNA); others are
-    refused. ``signature``: a tag with SUN keys must give a valid SUN, any other tag a
-    valid NXP originality signature. ``uid_only``: a SUN tag is still checked, other tags
-    are accepted on their UID (a copy cannot be told apart: for a transition only).
-    """
-
-    SUN_REQUIRED = "sun_required"
-    SIGNATURE = "signature"
-    UID_ONLY = "uid_only"
-
-
-class SunVerdict(StrEnum):
-    """What checking a tag's SUN URL found (agent offline, then the centre again)."""
-
-    OK = "ok"
-    REPLAY = "replay"  # the counter is not above the last one accepted: a copied URL
-    BAD_MAC = "bad_mac"  # the SDMMAC does not match: tampered, or another tag's URL
-    UID_MISMATCH = "uid_mismatch"  # PICC data names another UID than the one read
-    MALFORMED = "malformed"  # not a SUN URL of ours
-    NO_KEYS = "no_keys"  # the checker holds no SUN keys for this UID
 
 
 class SunCheck(Model):

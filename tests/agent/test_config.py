@@ -50,5 +50,5 @@ def test_tag_policy_from_file_and_env(tmp_path: Path):
     assert cfg.visit_settings().tag_policy is TagPolicy.SUN_REQUIRED
     auto = load_config(env={"NYCKELFRI_DATA_DIR": str(tmp_path), "NYCKELFRI_TAG_POLICY": "auto"})
     assert auto.tag_policy is None
-    with pytest.raises(ConfigError, match="tag_policy.*must be auto, sun_required"):
+    with pytest.raises(ConfigError, match=r"tag_policy.*must be auto, sun_required"):
         load_config(env={"NYCKELFRI_DATA_DIR": str(tmp_path), "NYCKELFRI_TAG_POLICY": "strong"})
