@@ -57,11 +57,12 @@ from agent.visits import (
     Settings,
 )
 from drivers.nfc.authenticity import GENUINE_NXP
-from drivers.sim.tags import SIM_PUBLIC_KEY_HEX
 from routine.sun import TagPolicy
-from sync.client import MAX_ATTEMPTS as DEFAULT_SYNC_MAX_ATTEMPTS
 
 CONFIG_NAME = "agent.toml"
+# sync.client.MAX_ATTEMPTS (pinned by a test): not imported, so that reading the config,
+# and so every `nyckelfri` command, does not load httpx and pydantic.
+DEFAULT_SYNC_MAX_ATTEMPTS = 5
 DEFAULT_SYNC_INTERVAL_S = 60.0
 # The driver's proximity threshold (drivers.ble.lock.RSSI_THRESHOLD_DBM, pinned by a
 # test; not imported so that reading the config does not load bleak).
@@ -139,6 +140,8 @@ class AgentConfig:
     def visit_settings(self) -> Settings:
         keys = dict(GENUINE_NXP)
         if self.trust_sim_tags:
+            from drivers.sim.tags import SIM_PUBLIC_KEY_HEX  # the simulators: only then
+
             keys["sim"] = SIM_PUBLIC_KEY_HEX
         return Settings(
             repeat_window_s=self.repeat_window_s,

@@ -52,3 +52,22 @@ def test_tag_policy_from_file_and_env(tmp_path: Path):
     assert auto.tag_policy is None
     with pytest.raises(ConfigError, match=r"tag_policy.*must be auto, sun_required"):
         load_config(env={"NYCKELFRI_DATA_DIR": str(tmp_path), "NYCKELFRI_TAG_POLICY": "strong"})
+
+
+def test_constants_kept_apart_from_heavy_modules_agree_with_them():
+    from agent.config import DEFAULT_SYNC_MAX_ATTEMPTS
+    from sync.client import MAX_ATTEMPTS
+
+    assert DEFAULT_SYNC_MAX_ATTEMPTS == MAX_ATTEMPTS
+
+
+def test_reading_the_config_loads_neither_http_nor_the_simulators():
+    import subprocess
+    import sys
+
+    code = ("import sys, agent.config; agent.config.load_config(env={}); "
+            "print(sorted(m for m in ('httpx', 'pydantic', 'drivers.sim', 'bumble', 'fastapi', "
+            "'sqlalchemy') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"
