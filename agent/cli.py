@@ -470,6 +470,80 @@ def tag_read(ctx: click.Context, reader_path: str, timeout: float, as_json: bool
         sys.exit(EXIT_REFUSED)
 
 
+@tag.command("provision")
+@click.option("--reader", "reader_path", default=None, metavar="PATH",
+              help="Reader path (see 'agent run --help'); default: the first reader in the "
+                   "config, else usb.")
+@click.option("--client", "client_ref", required=True,
+              help="The client reference the tag is for (the centre hands out its keys).")
+@click.option("--centre", "centre_url", default=None, metavar="URL",
+              help="The centre's address (default: centre_url in agent.toml or "
+                   "$NYCKELFRI_CENTRE_URL).")
+@click.option("--token", default=None, metavar="TOKEN",
+              help="Bearer token for the centre (default: token/token_file in agent.toml, "
+                   "$NYCKELFRI_TOKEN).")
+@click.option("--timeout", type=click.FloatRange(0.1, 600), default=30.0, show_default=True,
+              help="Seconds to wait for a tag.")
+@data_dir_option
+@config_option
+@json_option
+@click.pass_context
+def tag_provision(ctx: click.Context, reader_path: str | None, client_ref: str,
+                  centre_url: str | None, token: str | None, timeout: float,
+                  data_dir: Path | None, config_file: Path | None, as_json: bool) -> None:
+    """Provision an NTAG 424 DNA for a client: new keys from the centre, SUN on the tag.
+
+    Waits for one tag, asks the centre for its keys, writes the URL template, enables
+    Secure Dynamic Messaging, changes the five keys, checks the URL the tag then reads
+    and reports it to the centre. Re-provisioning a tag rotates its keys. Safe to rerun
+    after any failure, also when the tag was pulled away mid-way. Exit 3 reader or tag
+    left the field, 4 no tag / not an NTAG 424 DNA / wrong keys, 5 centre refused, 6
+    centre unreachable.
+    """
+    from agent.provision import ProvisionCentre, TagProvisionError, provision_tag
+    from drivers.nfc.provision import ProvisionError
+
+    config = _config(ctx, config_file, data_dir=data_dir, centre_url=centre_url, token=token)
+    path = reader_path or (config.readers[0] if config.readers else "usb")
+    debug = _debug(ctx)
+    with errors_to_exit(debug):
+        if not config.centre_url:
+            raise ConfigError("no centre to get the tag's keys from: give --centre URL, or "
+                              "set centre_url in agent.toml or NYCKELFRI_CENTRE_URL")
+        centre = ProvisionCentre(config.centre_url, config.sync_token())
+    if not as_json:
+        click.echo(f"hold the tag for {client_ref} to {path} ...", err=True)
+    with centre, errors_to_exit(debug):
+        try:
+            outcome = provision_tag(path, client_ref, centre, timeout_s=timeout)
+        except (TagProvisionError, ProvisionError) as exc:
+            if debug:
+                raise
+            raise CliError(str(exc), _provision_exit_code(exc)) from exc
+    if as_json:
+        _emit_json(outcome.as_dict())
+        return
+    was = ("factory keys" if outcome.previous_key_version == 0
+           else f"key version {outcome.previous_key_version}")
+    click.echo(f"tag {outcome.uid} ({outcome.product}) provisioned for client "
+               f"{outcome.client_ref}: key version {outcome.key_version} (was {was}), SUN "
+               f"counter {outcome.counter}; the centre confirmed (counter "
+               f"{outcome.centre_counter})")
+    click.echo(f"  {outcome.sun_url}")
+
+
+def _provision_exit_code(exc: Exception) -> int:
+    """Interrupted: the reader/tag (3); the centre did not confirm: 6 or 5; else refused (4)."""
+    from agent.provision import NotConfirmed
+    from drivers.nfc.provision import ProvisionInterrupted
+
+    if isinstance(exc, ProvisionInterrupted):
+        return EXIT_HARDWARE
+    if isinstance(exc, NotConfirmed):
+        return EXIT_NETWORK if isinstance(exc.cause, CentreUnreachable) else EXIT_DATA
+    return EXIT_REFUSED
+
+
 # --- lock and job: the fitter --------------------------------------------------------------
 
 

@@ -11,18 +11,32 @@ What it models (NT4H2421Gx, AN12196):
 * ISOSelectFile, ISOReadBinary and ISOUpdateBinary (plain, free access only, or a key in
   a session when the file is in CommMode.Plain);
 * GetVersion, AuthenticateEV2First (wrong key: 91 AE), EV2 secure messaging with
-  CmdCtr, GetCardUID, ChangeKey (CRC32 and XOR rule), GetFileSettings,
+  CmdCtr (plain commands in a session count too, §9.1.8), GetCardUID, ChangeKey (only
+  under key 0, for every key: §10.6.1; CRC32 and XOR rule), GetFileSettings,
   ChangeFileSettings with SDM, ReadData, WriteData and GetFileCounters; an error ends
   the session, as on the tag;
-* Secure Dynamic Messaging: on the first read of the NDEF file after an activation
-  (:meth:`Ntag424Sim.new_activation`) or a selection of the application or the NDEF
-  file, SDMReadCtr goes up by one and the tag mirrors UID and counter (plain or as
-  encrypted PICC data), SDMENCFileData and the SDMMAC into what is read; further reads
-  in that session see the same image.
+* Secure Dynamic Messaging (NT4H2421Gx §9.3.1, §9.3.3-9.3.4): in not-authenticated
+  state the first read command (ISOReadBinary or ReadData) of the NDEF file after any
+  other command, or after an activation (:meth:`Ntag424Sim.new_activation`), raises
+  SDMReadCtr by one and the tag mirrors UID and counter (plain or as encrypted PICC
+  data with fresh random padding), SDMENCFileData and the SDMMAC into what is read;
+  further reads of the same type in a row see the same image (a reader may read in
+  chunks). Authenticated reads return the static file data, with no mirroring and no
+  count. ChangeFileSettings that enables SDM resets SDMReadCtr to 0 (NXP's NX
+  middleware examples read this as "every ChangeFileSettings with SDM on"; so does the
+  simulator).
+
+:class:`Ntag424Tag` puts the chip in an RF field: the ISO-DEP front of
+:class:`drivers.sim.tags.Type4Tag` (RATS/ATS, I-blocks, chaining, DESELECT) with every
+APDU going to an :class:`Ntag424Sim`, and every activation calling
+:meth:`Ntag424Sim.new_activation`, so nfcpy's ``udp`` driver and the PN532 emulator
+serve it like any other tag and the read counter moves once per tap.
 
 Not modelled: LRP, AuthenticateEV2NonFirst, GetVersion under a session (answered plain),
 the read counter limit (stored, not enforced), TagTamper, originality signature, random
-UID, response chaining with 91 AF for long ReadData answers.
+UID, response chaining with 91 AF for long ReadData answers, the failed-authentication
+counter and its delay (91 AD). Unverified: whether ISO commands in a session advance
+CmdCtr on the chip (here they do not, nor in the reader driver).
 """
 
 from __future__ import annotations
@@ -34,6 +48,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
+
+from drivers.sim.tags import SimError, TagFaults, Type4Tag
 
 NDEF_DF_NAME = bytes.fromhex("d2760000850101")
 BLOCK = 16
@@ -283,6 +299,7 @@ class Ntag424Sim:
         self._pending: tuple[str, Any] | None = None
         self._armed = True
         self._image: bytes | None = None
+        self._last_read: tuple[int, int] | None = None  # (INS, file) of the last command
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -310,6 +327,22 @@ class Ntag424Sim:
     def process_apdu(self, apdu: bytes) -> bytes:
         """Answer one command APDU (data || status word)."""
         apdu = bytes(apdu)
+        read = self._read_target(apdu)
+        if read is None or read != self._last_read:
+            self._armed, self._image = True, None  # §9.3.1: another command came in between
+        answer = self._process(apdu)
+        self._last_read = read if answer[-2:] in (ISO_OK, b"\x91\x00") else None
+        return answer
+
+    def _read_target(self, apdu: bytes) -> tuple[int, int] | None:
+        """(INS, file number) when ``apdu`` is a read command, else None."""
+        if apdu[:2] == b"\x00\xb0":
+            return (0xB0, -1 if self._file is None else self._file)
+        if apdu[:2] == b"\x90\xad" and len(apdu) > 5:
+            return (0xAD, apdu[5])
+        return None
+
+    def _process(self, apdu: bytes) -> bytes:
         if len(apdu) < 4:
             return ISO_WRONG_LENGTH
         if apdu[0] == 0x90:
@@ -332,7 +365,6 @@ class Ntag424Sim:
             if data != NDEF_DF_NAME:
                 return ISO_NOT_FOUND
             self._app, self._file, self._session = True, None, None
-            self._armed, self._image = True, None
             return ISO_OK
         if p1 not in (0x00, 0x02) or len(data) != 2:
             return ISO_P1P2
@@ -344,8 +376,6 @@ class Ntag424Sim:
         if not self._app or not found:
             return ISO_NOT_FOUND
         self._file = found[0]
-        if found[0] == 2:
-            self._armed, self._image = True, None
         return ISO_OK
 
     def _iso_allowed(self, file: _File, rights: tuple[int, int]) -> bool:
@@ -383,9 +413,13 @@ class Ntag424Sim:
         return ISO_OK
 
     def _content(self, file_no: int) -> bytes:
-        """What a read of the file returns: the SDM image of the NDEF file, else its data."""
+        """What a read of the file returns: the SDM image of the NDEF file, else its data.
+
+        Authenticated, the tag returns the static data: no mirroring, no count (§9.3.1,
+        §9.3.3).
+        """
         file = self.files[file_no]
-        if file_no != 2 or file.sdm is None:
+        if file_no != 2 or file.sdm is None or self._session is not None:
             return bytes(file.data)
         if self._armed or self._image is None:
             if self._armed:
@@ -515,14 +549,14 @@ class Ntag424Sim:
         key_no, plain = body[0], session.decrypt(body[1:])
         if key_no > 4:
             raise NativeError(NO_SUCH_KEY)
-        if key_no == session.key_no:
+        if session.key_no != 0:  # every key, its own too, needs the AppMasterKey (§10.6.1)
+            raise NativeError(AUTHENTICATION)
+        if key_no == 0:
             if len(plain) != 17:
                 raise NativeError(LENGTH)
             self.keys[key_no], self.key_versions[key_no] = plain[:16], plain[16]
             self._session = None  # the session's key is gone; the answer carries no MAC
             return b""
-        if session.key_no != 0:
-            raise NativeError(AUTHENTICATION)
         if len(plain) != 21:
             raise NativeError(LENGTH)
         new = bytes(a ^ b for a, b in zip(plain[:16], self.keys[key_no], strict=True))
@@ -555,7 +589,9 @@ class Ntag424Sim:
         file = self._file_no(body[0])
         if file.change == NEVER or file.change not in (FREE, session.key_no):
             raise NativeError(PERMISSION)
-        self.files[body[0]] = _parse_settings(file, session.decrypt(body[1:]))
+        self.files[body[0]] = changed = _parse_settings(file, session.decrypt(body[1:]))
+        if changed.sdm is not None:
+            self.sdm_read_counter = 0  # §9.3.1: reset when enabling SDM
         self._image = None
         return session.answer(b"", 1)
 
@@ -641,3 +677,70 @@ def _split(apdu: bytes) -> tuple[bytes, int | None] | None:
 def _offset_length(header: bytes) -> tuple[int, int]:
     """Offset and Length of a ReadData/WriteData header (FileNo || Offset || Length)."""
     return int.from_bytes(header[1:4], "little"), int.from_bytes(header[4:7], "little")
+
+
+# --- in the field ------------------------------------------------------------------------
+
+# The chip's ATS is 06 77 77 71 02 80: FSCI 7 (128-byte frames), TA 77h, TB 71h (FWI 7,
+# 38.7 ms frame waiting time, SFGI 1), TC 02h, historical byte 80h. The simulator keeps
+# everything but FWI, which it raises to 10 (309 ms): a reply travels through two Python
+# threads (and a UDP socket or a pty), and on a loaded machine 38.7 ms is missed now and
+# then, which nfcpy answers with ISO-DEP retransmissions. A mute tag is still given up on
+# within about 1.3 s.
+NTAG424_ATS = bytes.fromhex("067777A10280")
+
+
+class _ChipApplication:
+    """:class:`Ntag424Sim` as the APDU application of an ISO-DEP front."""
+
+    def __init__(self, chip: Ntag424Sim) -> None:
+        self.chip = chip
+
+    def process(self, apdu: bytes) -> bytes:
+        return self.chip.process_apdu(apdu)
+
+    def reset(self) -> None:
+        self.chip.new_activation()
+
+    def ndef_octets(self) -> bytes:
+        data = self.chip.files[2].data
+        return bytes(data[2 : 2 + int.from_bytes(data[0:2], "big")])
+
+
+class Ntag424Tag(Type4Tag):
+    """An NTAG 424 DNA in an RF field: :class:`Type4Tag`'s ISO-DEP front, ``chip`` behind.
+
+    The chip holds everything that survives a tap (keys, files, SDMReadCtr); keep it and
+    wrap it anew (e.g. with other ``faults``) to go on with the same tag. ``faults``:
+    ``mute_after`` as on every simulated tag; ``garbage_ndef`` and ``truncate_reads`` are
+    refused (write garbage into the chip's NDEF file instead).
+    """
+
+    ats = NTAG424_ATS
+
+    def __init__(self, chip: Ntag424Sim, faults: TagFaults | None = None) -> None:
+        if faults is not None and faults.garbage_ndef:
+            raise SimError("garbage_ndef is not modelled for an NTAG 424 DNA: use "
+                           "Ntag424Tag.factory(uid, ndef=tags.GARBAGE_NDEF) instead")
+        self.chip = chip
+        super().__init__(chip.uid, faults=faults, application=_ChipApplication(chip))
+
+    @classmethod
+    def factory(cls, uid: bytes, ndef: bytes = b"", faults: TagFaults | None = None, *,
+                random: Callable[[int], bytes] = os.urandom) -> Ntag424Tag:
+        """A factory-fresh tag (all-zero keys, plain NDEF file), optionally with a plain
+        NDEF message already written, as a tag programmed before SUN was set up."""
+        try:
+            chip = Ntag424Sim(uid, random=random)
+        except ValueError as error:
+            raise SimError(str(error)) from error
+        if len(ndef) > len(chip.files[2].data) - 2:
+            raise SimError(f"an NDEF message of {len(ndef)} bytes does not fit the 256-byte "
+                           "NDEF file (2 bytes hold its length)")
+        chip.files[2].data[0 : 2 + len(ndef)] = len(ndef).to_bytes(2, "big") + ndef
+        return cls(chip, faults)
+
+    @property
+    def product(self) -> str:
+        return "NTAG424"
+

@@ -14,7 +14,9 @@ Two models:
   READ_SIG. Lock bits are stored but not enforced; PWD_AUTH is not modelled.
 * :class:`Type4Tag`: an ISO-DEP (ISO/IEC 14443-4) tag with the NFC Forum Type 4
   NDEF application (mapping version 2.0), in the style of an NTAG 424 DNA
-  without its secure messaging.
+  without its secure messaging. Its ISO-DEP front takes any
+  :class:`ApduApplication`: :class:`drivers.sim.ntag424.Ntag424Tag` puts a whole
+  NTAG 424 DNA (:class:`~drivers.sim.ntag424.Ntag424Sim`) behind it.
 
 Originality signatures are real ECDSA secp128r1 signatures over the 7-byte UID,
 made with a fixed simulator key that is published here on purpose
@@ -491,6 +493,22 @@ def _parse_apdu(apdu: bytes) -> _Apdu | None:
     return _Apdu(apdu[0], apdu[1], apdu[2], apdu[3], bytes(data), le)
 
 
+class ApduApplication(Protocol):
+    """What sits behind an ISO-DEP front: one command APDU in, the response APDU out."""
+
+    def process(self, apdu: bytes) -> bytes:
+        """Answer one command APDU (response data || status word)."""
+        ...
+
+    def reset(self) -> None:
+        """A new activation (field off/on, re-select): forget selections and sessions."""
+        ...
+
+    def ndef_octets(self) -> bytes:
+        """The NDEF message as stored (for tests and demos; not what a read returns)."""
+        ...
+
+
 class _NdefApplication:
     """The NFC Forum Type 4 NDEF application: CC file, NDEF file, ISO 7816-4 APDUs."""
 
@@ -512,6 +530,10 @@ class _NdefApplication:
     def reset(self) -> None:
         self._app_selected = False
         self._file: bytes | None = None
+
+    def ndef_octets(self) -> bytes:
+        content = self.files[NDEF_FILE_ID]
+        return bytes(content[2 : 2 + int.from_bytes(content[0:2], "big")])
 
     def process(self, raw: bytes) -> bytes:
         apdu = _parse_apdu(raw)
@@ -580,17 +602,25 @@ class Type4Tag:
     and S(DESELECT), after which the tag is mute until :meth:`reset`. Faults:
     ``garbage_ndef`` and ``mute_after`` are modelled; ``truncate_reads`` is not
     (a short READ BINARY answer is legal on Type 4 and nfcpy just reads on).
+
+    ``application`` replaces the plain NDEF application (``ndef`` and
+    ``garbage_ndef`` are then the application's business).
     """
 
     sens_res = b"\x44\x03"  # ATQA 0344h as on an NTAG 424 DNA: double-size UID
     sel_res = 0x20  # SAK: ISO/IEC 14443-4 compliant
+    ats = ATS
 
-    def __init__(self, uid: bytes, ndef: bytes = b"", faults: TagFaults | None = None) -> None:
+    def __init__(self, uid: bytes, ndef: bytes = b"", faults: TagFaults | None = None, *,
+                 application: ApduApplication | None = None) -> None:
         self.uid = _check_uid(uid)
         self.faults = faults or TagFaults()
         if self.faults.truncate_reads:
             raise SimError("truncate_reads is modelled for Type 2 tags only")
-        self._app = _NdefApplication(GARBAGE_NDEF if self.faults.garbage_ndef else ndef)
+        if application is not None and (ndef or self.faults.garbage_ndef):
+            raise SimError("give either an application or an NDEF message, not both")
+        self._app: ApduApplication = application or _NdefApplication(
+            GARBAGE_NDEF if self.faults.garbage_ndef else ndef)
         self._counter = _CommandCounter(self.faults.mute_after)
         self.reset()
 
@@ -607,8 +637,7 @@ class Type4Tag:
 
     def ndef_octets(self) -> bytes:
         """The NDEF message in the NDEF file (NLEN bytes after the 2-byte NLEN)."""
-        content = self._app.files[NDEF_FILE_ID]
-        return bytes(content[2 : 2 + int.from_bytes(content[0:2], "big")])
+        return self._app.ndef_octets()
 
     def exchange(self, frame: bytes) -> bytes | None:
         if self._counter.next_is_mute() or self._halted or not frame:
@@ -636,7 +665,7 @@ class Type4Tag:
             return None
         self._fsd = FSD_TABLE[min(frame[1] >> 4, len(FSD_TABLE) - 1)]
         self._dep_active = True
-        return ATS
+        return self.ats
 
     def _send(self, block: bytes) -> bytes:
         self._last_block = block

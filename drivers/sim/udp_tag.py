@@ -67,6 +67,7 @@ POLL_INTERVAL = 0.05  # s; how long close() may wait for the server thread to no
 # short simulated tap is seen as quickly as on hardware instead of being missed.
 PENDING_REQA_S = 0.9
 JOIN_TIMEOUT = 2.0  # s; a server thread that takes longer to stop is logged, not waited on
+NTAG424_NAMES = ("NTAG424", "NTAG424DNA")  # build_tag's product names of an NTAG 424 DNA
 
 
 class _State(enum.Enum):
@@ -343,7 +344,10 @@ def build_tag(
 
     *tag_type* 2 makes an :class:`~drivers.sim.tags.Ntag21x` of *product*
     (``NTAG213``, ``NTAG215`` or ``NTAG216``); 4 makes a
-    :class:`~drivers.sim.tags.Type4Tag` (*product* is then ignored). The NDEF
+    :class:`~drivers.sim.tags.Type4Tag` (*product* is then ignored). *product*
+    ``NTAG424`` makes a factory-fresh NTAG 424 DNA
+    (:class:`~drivers.sim.ntag424.Ntag424Tag`: all-zero keys, no SDM; *tag_type* is
+    then ignored), its NDEF file empty unless a message is given. The NDEF
     message is either *raw_ndef_hex* or built from *uri* and/or *text*.
     Raises :class:`~drivers.sim.tags.SimError` with a message that names the fix.
     """
@@ -360,13 +364,18 @@ def build_tag(
             raise SimError(f"the raw NDEF message must be hex: {error}") from error
     else:
         message = ndef_bytes(uri, text, language)
+    if product.upper().replace(" ", "") in NTAG424_NAMES:
+        from drivers.sim.ntag424 import Ntag424Tag
+
+        return Ntag424Tag.factory(uid, message, faults)
     if tag_type == 4:
         return Type4Tag(uid, message, faults=faults)
     if tag_type != 2:
         raise SimError(f"the simulator makes Type 2 and Type 4 tags, not type {tag_type}")
     variant = NTAG_VARIANTS.get(product.upper())
     if variant is None:
-        raise SimError(f"unknown product {product!r}: use one of {', '.join(NTAG_VARIANTS)}")
+        raise SimError(f"unknown product {product!r}: use one of "
+                       f"{', '.join((*NTAG_VARIANTS, 'NTAG424'))}")
     return Ntag21x(uid, variant.name, ndef=message, faults=faults)
 
 

@@ -473,7 +473,7 @@ def test_build_tag_kinds_and_errors() -> None:
         ({"uid_hex": "zz"}, "must be hex"),
         ({"uid_hex": "0411"}, "7-byte UID"),
         ({"uid_hex": "88A1B2C3D4E5F6"}, "cascade tag"),
-        ({"uid_hex": UID.hex(), "product": "NTAG424"}, "unknown product"),
+        ({"uid_hex": UID.hex(), "product": "NTAG999"}, "unknown product"),
         ({"uid_hex": UID.hex(), "tag_type": 1}, "Type 2 and Type 4"),
         ({"uid_hex": UID.hex(), "uri": URI, "raw_ndef_hex": "00"}, "not both"),
         ({"uid_hex": UID.hex(), "product": "NTAG213", "text": "x" * 200}, "does not fit"),
