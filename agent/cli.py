@@ -39,6 +39,14 @@ EXIT_NETWORK = 6
 
 log = logging.getLogger(__name__)
 
+# Packages of the optional parts (pyproject.toml's extras): a command that needs one
+# says which extra to install instead of dying on an ImportError.
+_EXTRA_OF = {
+    **dict.fromkeys(("fastapi", "uvicorn", "sqlalchemy", "alembic", "psycopg", "holidays",
+                     "starlette"), "central"),
+    "bumble": "sim",
+}
+
 
 class CliError(click.ClickException):
     """A failure with advice; ``exit_code`` is the process's exit status."""
@@ -53,6 +61,13 @@ def errors_to_exit(debug: bool) -> Iterator[None]:
     """Map the library's error roots to exit codes with their advice."""
     try:
         yield
+    except ModuleNotFoundError as exc:
+        extra = _EXTRA_OF.get((exc.name or "").split(".")[0])
+        if extra is None or debug:
+            raise
+        raise CliError(f"this needs nyckelfri's {extra} part, which is not installed here "
+                       f"({exc.name} is missing): pip install 'nyckelfri[{extra}]' (or "
+                       "'nyckelfri[all]'); a field agent does without it", EXIT_DATA) from exc
     except (NfcError, LockError, FitterError, StoreError, ConfigError, SyncError) as exc:
         if debug:
             raise
@@ -799,8 +814,11 @@ def _tag_options(f: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--uid", default="04A1B2C3D4E5F6", show_default=True,
                      help="7-byte UID in hex (NXP tags start with 04)."),
-        click.option("--product", type=click.Choice(["NTAG213", "NTAG215", "NTAG216", "TYPE4"]),
-                     default="NTAG215", show_default=True, help="Tag model."),
+        click.option("--product", type=click.Choice(["NTAG213", "NTAG215", "NTAG216", "TYPE4",
+                                                     "NTAG424"]),
+                     default="NTAG215", show_default=True,
+                     help="Tag model (NTAG424: a factory-fresh NTAG 424 DNA, for "
+                          "'nyckelfri tag provision')."),
         click.option("--uri", default=None, help="NDEF URI record to carry."),
         click.option("--text", default=None, help="NDEF Text record to carry."),
         click.option("--garbage-ndef", is_flag=True, help="Fault: NDEF area holds garbage."),

@@ -91,3 +91,17 @@ def test_bad_day_is_a_usage_error(runner, tmp_path):
     result = runner.invoke(main, ["visits", "--day", "yesterday-ish", "--data-dir",
                                   str(tmp_path)])
     assert result.exit_code == 2 and "YYYY-MM-DD" in result.output
+
+
+def test_a_command_needing_the_centre_names_the_extra_to_install():
+    """On a field agent installed without nyckelfri[central], the demo says what to do."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['fastapi'] = None  # as if not installed\n"
+            "from agent.cli import main; main(['demo'])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 5, done.stderr
+    assert "pip install 'nyckelfri[central]'" in done.stderr
+    assert "Traceback" not in done.stderr
