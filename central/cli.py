@@ -199,26 +199,31 @@ def device() -> None:
 @click.option("--fitter", default=None, metavar="FITTER",
               help="Enrol the agent of this (enrolled) fitter: it sends FITTER's lock "
                    "verifications and checkpoints, and nothing else.")
+@click.option("--unit", default=None, metavar="UNIT",
+              help="The provider unit a field agent works for (e.g. hemtjanst-nord): it "
+                   "gets the SUN keys of that unit's tags.")
 @json_option
 @click.pass_context
 def device_add(ctx: click.Context, name: str, admin: bool, fitter: str | None,
-               as_json: bool) -> None:
+               unit: str | None, as_json: bool) -> None:
     """Enrol device NAME and print its token (shown this once only).
 
-    A field agent (staff tapping tags) is enrolled as is; a fitter's agent with
-    --fitter. The agent's device_id must be NAME.
+    A field agent (staff tapping tags) is enrolled as is, with --unit for the provider
+    unit whose SUN tags it checks; a fitter's agent with --fitter. The agent's
+    device_id must be NAME.
     """
     if admin and fitter:
         raise click.UsageError("an administrator is not enrolled to a fitter: give --admin "
                                "or --fitter, not both")
     role = "admin" if admin else "device"
     with open_store(ctx) as store:
-        token = store.add_device(name, role=role, fitter=fitter)
+        token = store.add_device(name, role=role, unit=unit, fitter=fitter)
     if as_json:
-        emit_json({"name": name, "role": role, "fitter": fitter, "token": token,
-                   "warning": ENROLMENT_WARNING})
+        emit_json({"name": name, "role": role, "unit": unit, "fitter": fitter,
+                   "token": token, "warning": ENROLMENT_WARNING})
         return
-    what = f"{role} {name}" + (f" for fitter {fitter}" if fitter else "")
+    what = (f"{role} {name}" + (f" of {unit}" if unit else "")
+            + (f" for fitter {fitter}" if fitter else ""))
     click.echo(f"enrolled {what}; its token:")
     click.echo(token)
     click.echo(f"in the agent's agent.toml: device_id = \"{name}\""
@@ -465,6 +470,6 @@ def events_cmd(ctx: click.Context, device_name: str | None, kind: str | None, li
                    f"({e['quality']})")
 
 
-# The routine's commands (principal, case, client, inbox, binder, keys, tags, ...) add
-# themselves to ``main``; at the end, so that they find everything above.
-import central.cli_routine  # noqa: E402, F401
+# The routine's commands (principal, case, client, inbox, binder, keys, tags, ...) and the
+# SUN ones (tag-keys) add themselves to ``main``; at the end, so they find all above.
+from central import cli_routine, cli_sun  # noqa: E402, F401

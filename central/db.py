@@ -224,6 +224,16 @@ reference_counter = sa.Table(
 )
 COUNTER_ROW = 1
 
+# Settings of the whole centre (migration 0005), one value per name, so that every API
+# process and the CLI see the same: the tag policy and the SUN URL base
+# (:mod:`central.settings`). A name without a row has the code's default.
+centre_settings = sa.Table(
+    "centre_settings", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
 
 # --- URLs and engines --------------------------------------------------------------------
 

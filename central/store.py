@@ -19,6 +19,9 @@ What must hold on both, and how:
   nowhere, and counted (``sender_refusals``).
 - **The routine's events are applied once, durably** (:mod:`central.applications`):
   queued in the ingest transaction, each applied later in one transaction of its own.
+- **Checks that must see each event once run in its ingest transaction**
+  (:meth:`CentralStore.add_ingest_check`: the centre's SUN check of taps): on the
+  batch's new events only, committed with them or not at all.
 - **Hostile data never reaches a statement.** What the databases cannot hold as sent
   (:mod:`central.storable`) is a per-event rejection, or an error for a clock sample
   or reference data, before any transaction starts; reference records are checked
@@ -174,6 +177,12 @@ _JOINED: ContextVar[tuple[Engine, Connection] | None] = ContextVar("nyckelfri_jo
                                                                    default=None)
 
 
+#: A check run in the ingest transaction on a batch's new events of its kinds (in batch
+#: order): ``check(conn, device, events, now)``. Raising fails the whole batch (nothing
+#: stored; the agent sends it again), so a check records what it finds rather than raise.
+IngestCheck = Callable[[Connection, "DeviceInfo", Sequence[Event], datetime], None]
+
+
 class _Put(NamedTuple):
     """One reference write: a record, or a tombstone when ``deleted``."""
 
@@ -195,6 +204,7 @@ class CentralStore:
         self._clock = clock or _utc_now
         self._zone = day_zone or ZoneInfo(DEFAULT_DAY_ZONE)
         self._appliers: dict[str, applications.Applier] = {}
+        self._checks: dict[str, tuple[frozenset[str], IngestCheck]] = {}
 
     @classmethod
     def open(cls, database: str, *, clock: Callable[[], datetime] | None = None,
@@ -405,6 +415,14 @@ class CentralStore:
                 raise ValueError(f"{kind} is applied by {self._appliers[kind].name} already")
             self._appliers[kind] = applier
 
+    def add_ingest_check(self, name: str, kinds: Collection[str], check: IngestCheck) -> None:
+        """Run ``check(conn, device, events, now)`` in each ingest transaction, on the
+        batch's events of ``kinds`` stored by it (not those held already), in batch order:
+        what it writes commits with the events or not at all, so each event is checked
+        exactly once. Adding one of the same ``name`` again replaces it.
+        """
+        self._checks[name] = (frozenset(kinds), check)
+
     def apply_pending(self, *, device: str | None = None) -> applications.Sweep:
         """Apply what is still pending (of ``device``, or of every device)."""
         return applications.apply_pending(self, dict(self._appliers), device=device)
@@ -444,6 +462,10 @@ class CentralStore:
                                              [e for e in mine if e.event_id not in new])
             refold |= {vid for e in mine if e.event_id in new and (vid := _visit_id(e))}
             _refold(conn, device.name, refold, now)
+            fresh = [e for e in mine if e.event_id in new]
+            for kinds, check in list(self._checks.values()):
+                if chosen := [e for e in fresh if e.kind in kinds]:
+                    check(conn, device, chosen, now)
             if new:
                 conn.execute(sa.update(db.devices).where(db.devices.c.name == device.name)
                              .values(event_count=db.devices.c.event_count + len(new)))

@@ -19,6 +19,12 @@ that raised it changes:
   is installed, shown for :data:`KEY_USE_REVIEW_DAYS`; a warning where the routine
   finds no reason for it, information where it was an emergency or the lock was
   unavailable (it still needs explaining afterwards).
+- ``tag_copy_suspected``: reads of an NFC tag the centre could not accept, per tag and
+  device, checked in the last :data:`TAG_COPY_REVIEW_DAYS` days (``sun_checks``,
+  :mod:`central.cases.suncheck`): a SUN URL with a bad MAC, not of this tag, or with a
+  read counter not above the last one accepted from any agent (a copied tag or URL), or
+  an agent's refusal of the tag as not genuine. ``subject`` is the tag's UID; ``device``
+  and ``verdict`` say where and what.
 - ``low_lock_battery``: the latest battery reading of a lock from a *verified*
   ``lock.verification`` event (``data.serial``, ``data.battery_percent``; the
   centre's verdicts in ``lock_verifications``, :mod:`central.cases.proofs`) at or
@@ -34,6 +40,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,11 +48,12 @@ from sqlalchemy.engine import Connection
 
 from central import db as central_db
 from central.cases import db as t
-from central.cases import refdata, rows
+from central.cases import refdata, rows, suncheck
 from central.cases.values import Implementation, ImplementationKind, JobKind, Value
 from routine import deadlines
 from routine.deadlines import AlertKind, Severity
 from routine.keys import KeyPolicy, KeyUnit, Service, keys_due_back, services_of
+from routine.sun import SunVerdict
 from routine.tags import FINAL
 
 #: A key use at a client with an installed lock is shown this long: a week, so the
@@ -53,22 +61,35 @@ from routine.tags import FINAL
 KEY_USE_REVIEW_DAYS = 7
 #: Services whose staff visit the client (a safety alarm alone brings no visits).
 VISITING = frozenset({ImplementationKind.HOME_CARE, ImplementationKind.NIGHT_HELP})
+#: A suspect read of a tag is shown this long after the centre learnt of it: a week, so
+#: the unit's weekly follow-up sees it whatever day it came in (an agent offline for
+#: days delivers it late).
+TAG_COPY_REVIEW_DAYS = 7
 TAP_REFUSED = "tap.refused"
 LOCK_INSTALLED_REFUSAL = "lock_installed"  # agent.visits.Refusal.LOCK_INSTALLED
 _ORDER = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
 
 
+class CentreAlertKind(StrEnum):
+    """Alerts the centre raises from what it checks itself, beside the routine's deadlines
+    (:class:`routine.deadlines.AlertKind`)."""
+
+    TAG_COPY_SUSPECTED = "tag_copy_suspected"
+
+
 @dataclass(frozen=True)
 class Alert(Value):
-    kind: AlertKind
+    kind: AlertKind | CentreAlertKind
     severity: Severity
-    subject: str  # the client reference; a lock's serial for low_lock_battery
+    subject: str  # the client reference; a lock's serial (low_lock_battery), a tag's UID
     client_ref: str | None
     case_id: int | None
     job_id: int | None
     since: datetime
     detail: str  # English, says what to do
     due: date | None = None
+    device: str | None = None  # the device that sent what raised it (tag_copy_suspected)
+    verdict: str | None = None  # what the centre found (tag_copy_suspected)
 
 
 @dataclass(frozen=True)
@@ -88,7 +109,7 @@ def compute(conn: Connection, settings: Settings) -> list[Alert]:
     found = [*_lock_pending(conn, settings), *_removals(conn, settings, impls, installed),
              *_keys_not_returned(conn, settings, impls), *_no_visit(conn, settings, impls),
              *_tags_after_install(conn, installed), *_key_uses(conn, settings),
-             *_low_battery(conn)]
+             *_low_battery(conn), *_tag_copies(conn, settings)]
     return sorted(found, key=lambda a: (_ORDER[a.severity], a.since, a.kind, a.subject))
 
 
@@ -277,6 +298,32 @@ def _low_battery(conn: Connection) -> Iterable[Alert]:
         if alert is not None:
             yield Alert(alert.kind, alert.severity, serial, client, None, None, at,
                         alert.message)
+
+
+def _tag_copies(conn: Connection, s: Settings) -> Iterable[Alert]:
+    """Suspect reads of a tag, one alert per tag and device (the centre's SUN check)."""
+    window = s.now - timedelta(days=TAG_COPY_REVIEW_DAYS)
+    grouped: dict[tuple[str, str], list[suncheck.SuspectRead]] = defaultdict(list)
+    for read in suncheck.suspects(conn, window):
+        grouped[(read.uid or "", read.device)].append(read)
+    for (uid, device), reads in sorted(grouped.items()):
+        reasons = sorted({r.reason for r in reads})
+        client = next((r.client_ref for r in reversed(reads) if r.client_ref), None)
+        tag = f"tag {uid}" if uid else "a tag with no usable UID"
+        late = (" A device that was offline delivers older reads late: if only replays "
+                f"came from {device}, check when it last synced."
+                if reasons == [str(SunVerdict.REPLAY)] else "")
+        detail = (f"{tag}{f' of client {client}' if client else ''}: {len(reads)} read(s) "
+                  f"from device {device} the centre could not accept ({', '.join(reasons)}), "
+                  "from the first at "
+                  f"{reads[0].at.astimezone(s.zone).strftime('%Y-%m-%d %H:%M')}: the tag may "
+                  "be copied, or a URL read from it replayed. Check the tag at the client's "
+                  f"door and that the visits registered from {device} took place; provision "
+                  "the tag again or replace it, and report it to the provider's "
+                  f"coordinator.{late}")
+        yield Alert(CentreAlertKind.TAG_COPY_SUSPECTED, Severity.WARNING, uid or "-", client,
+                    None, None, reads[0].at, detail, device=device,
+                    verdict=", ".join(reasons))
 
 
 def _from(alert: deadlines.Alert, client: str, case_id: int | None, job_id: int | None,

@@ -194,6 +194,10 @@ nfc_tags = sa.Table(
     sa.Column("issued_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("updated_by", sa.String(NAME), nullable=False),
+    # The master key version its SUN keys are diversified from (migration 0005), set when
+    # its provisioning is confirmed; NULL: not a SUN tag (no NTAG 424 DNA keys here).
+    sa.Column("key_version", sa.Integer(), sa.ForeignKey("tag_master_keys.version"),
+              nullable=True),
     sa.Index(None, "client_ref"),
 )
 
@@ -251,4 +255,63 @@ job_checkpoints = sa.Table(
     sa.Column("reason", sa.Text(), nullable=True),
     sa.Column("recorded_at", UTCDateTime(), nullable=False),
     sa.Index(None, "job_id"),
+)
+
+# --- NTAG 424 DNA SUN (migration 0005) -------------------------------------------------------
+
+# The master keys every SUN tag's keys are diversified from (routine.sun.tag_key_set): they
+# live only here, never in an API answer, a log line nor at an agent. Stored as made (16
+# random bytes); in production encrypt at rest, as lock_secrets. New provisioning uses
+# the newest version; a tag keeps its version (nfc_tags.key_version) until re-provisioned.
+tag_master_keys = sa.Table(
+    "tag_master_keys", metadata,
+    sa.Column("version", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("key", sa.LargeBinary(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# The last SUN read counter accepted per tag, across every agent: a counter is accepted
+# once, only when above this (routine.sun.check_counter), so a copied URL is caught.
+sun_counters = sa.Table(
+    "sun_counters", metadata,
+    sa.Column("uid", sa.String(SHORT), primary_key=True),
+    sa.Column("counter", sa.BigInteger(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# A provisioning handed out and not yet confirmed: its key version stays the same until
+# the tag's URL is confirmed (a rerun after a cut gets the same new keys).
+tag_provisionings = sa.Table(
+    "tag_provisionings", metadata,
+    sa.Column("uid", sa.String(SHORT), primary_key=True),
+    sa.Column("client_ref", sa.String(REF), nullable=False),
+    sa.Column("provider_unit", sa.String(NAME), nullable=False),
+    sa.Column("key_version", sa.Integer(), sa.ForeignKey("tag_master_keys.version"),
+              nullable=False),
+    sa.Column("requested_by", sa.String(NAME), nullable=False),
+    sa.Column("requested_at", UTCDateTime(), nullable=False),
+)
+
+# The centre's check of each stored tap event that carried a SUN URL or an agent's
+# refusal of a tag as not genuine, written in the event's ingest transaction. Text for
+# what comes from event data (the centre does not bound it).
+sun_checks = sa.Table(
+    "sun_checks", metadata,
+    sa.Column("event_id", sa.String(32), sa.ForeignKey("events.event_id"), primary_key=True),
+    sa.Column("device", sa.String(NAME), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("uid", sa.Text(), nullable=True),  # normalised; None: no usable UID sent
+    sa.Column("client_ref", sa.Text(), nullable=True),
+    sa.Column("key_version", sa.Integer(), nullable=True),
+    sa.Column("counter", sa.BigInteger(), nullable=True),  # as the centre decrypted it
+    sa.Column("last_counter", sa.BigInteger(), nullable=True),  # the one a replay was under
+    sa.Column("verdict", sa.String(SHORT), nullable=True),  # the centre's; None: no SUN sent
+    sa.Column("agent_verdict", sa.String(SHORT), nullable=True),
+    sa.Column("refusal", sa.Text(), nullable=True),  # tap.refused's reason
+    sa.Column("suspect", sa.Boolean(), nullable=False),  # raises tag_copy_suspected
+    sa.Column("detail", sa.Text(), nullable=True),
+    sa.Column("at", UTCDateTime(), nullable=False),  # the event's best time
+    sa.Column("checked_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "uid"),
+    sa.Index(None, "suspect", "checked_at"),
 )

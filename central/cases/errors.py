@@ -67,3 +67,8 @@ class ImplementationConflict(CaseError):
 
 class CaseConflict(CaseError):
     """A case the data does not allow: one already open, a step that needs another call."""
+
+
+class SunNotVerified(CaseError):
+    """A SUN URL that does not verify with the tag's keys, or whose read counter is not
+    above the last one accepted: the provisioning is not confirmed."""

@@ -269,4 +269,4 @@ def tags(conn: Connection, query: sa.Select[Any]) -> list[Tag]:
     return [Tag(uid=r.uid, client_ref=r.client_ref, provider_unit=r.provider_unit,
                 state=state_after_tap(TagState(r.state)) if r.uid in used else TagState(r.state),
                 issued_by=r.issued_by, issued_at=r.issued_at, updated_at=r.updated_at,
-                updated_by=r.updated_by) for r in rows]
+                updated_by=r.updated_by, key_version=r.key_version) for r in rows]

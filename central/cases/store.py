@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from central import db as central_db
-from central.cases import access, effects, facts, proofs, refdata, reports, rows
+from central.cases import access, effects, facts, proofs, refdata, reports, rows, sun, suncheck
 from central.cases import db as t
 from central.cases.access import Actor, Units
 from central.cases.alerts import Alert, Settings, compute
@@ -84,18 +84,24 @@ class RoutineStore:
     reading of what section 4 leaves open (:class:`routine.keys.KeyPolicy`);
     ``tag_when_no_lock_by_choice`` lets providers issue NFC tags to clients who chose
     to have no lock (lock status ``none``): off, as the seed names only clients whose
-    lock is pending or impossible (section 5).
+    lock is pending or impossible (section 5). ``tag_url_base`` and ``tag_policy`` are the
+    SUN defaults (:mod:`central.cases.sun`) where the centre's settings table names none
+    (``nyckelfri-central tag-keys url-base|policy`` set them for every process).
     """
 
     def __init__(self, central: CentralStore, *, units: Units | None = None,
                  key_policy: KeyPolicy = DEFAULT_POLICY,
-                 tag_when_no_lock_by_choice: bool = False) -> None:
+                 tag_when_no_lock_by_choice: bool = False,
+                 tag_url_base: str = sun.DEFAULT_URL_BASE,
+                 tag_policy: str = sun.AUTO) -> None:
         self.central = central
         self.units = units or Units()
         self.key_policy = key_policy
         self.tag_when_no_lock_by_choice = tag_when_no_lock_by_choice
         self.proofs = proofs.LockProofs(self)
         central.add_applier(proofs.APPLIER, proofs.KINDS, self.proofs.apply)
+        self.sun = sun.SunAuthority(self, url_base=tag_url_base, tag_policy=tag_policy)
+        central.add_ingest_check(suncheck.CHECKER, suncheck.KINDS, suncheck.check_taps)
 
     # The central store's transactions (connection errors become DatabaseUnavailable).
     @contextmanager
@@ -734,24 +740,32 @@ class RoutineStore:
         now = self.central.now()
         try:
             with self._write() as conn:
-                self._check_tag_use(conn, client, key)
-                s = t.tag_stock.c
-                taken = conn.execute(sa.update(t.tag_stock)
-                                     .where(s.provider_unit == unit, s.count > 0)
-                                     .values(count=s.count - 1, updated_at=now)).rowcount
-                if not taken:
-                    raise TagStockEmpty(f"{unit} has no NFC tags in stock; add stock first "
-                                        "(section 5: each provider keeps tags at hand)")
-                conn.execute(sa.insert(t.nfc_tags).values(
-                    uid=key, client_ref=client, provider_unit=unit,
-                    state=TagState.ISSUED.value, issued_by=actor.name, issued_at=now,
-                    updated_at=now, updated_by=actor.name))
-                refdata.put_tag(conn, key, client, True, now)
+                self.issue_on(conn, key, client, unit, actor, now)
         except IntegrityError:  # issued by another process between check and insert
             raise TagNotIssuable(f"tag {key} was just issued elsewhere; use another") from None
         return self.tag(key)
 
-    def _check_tag_use(self, conn: Connection, client: str, uid: str) -> None:
+    def issue_on(self, conn: Connection, uid: str, client: str, unit: str, actor: Actor,
+                 now: datetime) -> None:
+        """Issue the tag on ``conn`` (checked: normalised ``uid``/``client``, access): the
+        routine's checks, one tag out of the unit's stock, the tag's row and its reference
+        record. The SUN provisioning's confirmation issues a new tag this way."""
+        self._check_tag_use(conn, client, uid)
+        s = t.tag_stock.c
+        taken = conn.execute(sa.update(t.tag_stock)
+                             .where(s.provider_unit == unit, s.count > 0)
+                             .values(count=s.count - 1, updated_at=now)).rowcount
+        if not taken:
+            raise TagStockEmpty(f"{unit} has no NFC tags in stock; add stock first "
+                                "(section 5: each provider keeps tags at hand)")
+        conn.execute(sa.insert(t.nfc_tags).values(
+            uid=uid, client_ref=client, provider_unit=unit,
+            state=TagState.ISSUED.value, issued_by=actor.name, issued_at=now,
+            updated_at=now, updated_by=actor.name))
+        refdata.put_tag(conn, uid, client, True, now)
+
+    def check_tag_client(self, conn: Connection, client: str) -> None:
+        """TagNotIssuable unless the client uses NFC tags (lock pending or impossible)."""
         status = refdata.lock_status(conn, client)
         if status is None:
             raise TagNotIssuable(f"client {client} is not in the reference data; import the "
@@ -760,6 +774,9 @@ class RoutineStore:
             raise TagNotIssuable(
                 f"client {client} does not use NFC tags: lock status {status!r} (tags are "
                 "for clients whose lock is pending, or where no lock can be installed)")
+
+    def _check_tag_use(self, conn: Connection, client: str, uid: str) -> None:
+        self.check_tag_client(conn, client)
         existing = conn.execute(sa.select(t.nfc_tags.c.client_ref)
                                 .where(t.nfc_tags.c.uid == uid)).scalar()
         if existing is not None:

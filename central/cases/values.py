@@ -263,3 +263,4 @@ class Tag(Value):
     issued_at: datetime
     updated_at: datetime
     updated_by: str
+    key_version: int | None = None  # SUN master key version; None: not a SUN tag

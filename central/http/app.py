@@ -1,5 +1,6 @@
 """The centre's HTTP API: the sync endpoints of :mod:`sync.protocol`, administration, and
-the routine (cases, binder, keys, tags, alerts, reports: :mod:`.routes_routine`).
+the routine (cases, binder, keys, tags, alerts, reports: :mod:`.routes_routine`),
+SUN provisioning and tag keys (:mod:`.routes_sun`).
 
 :func:`create_app` builds a FastAPI application over an injected
 :class:`~central.store.CentralStore`; nothing is opened at import time.
@@ -26,7 +27,7 @@ from fastapi import FastAPI
 
 from central.applications import SWEEP_INTERVAL_S, Sweeper
 from central.cases.store import RoutineStore
-from central.http import routes_admin, routes_routine, routes_sync
+from central.http import routes_admin, routes_routine, routes_sun, routes_sync
 from central.http.middleware import BodyLimit, ServerTimeHeader
 from central.http.problems import install_error_handlers
 from central.store import CentralStore
@@ -62,6 +63,7 @@ def create_app(store: CentralStore, *, max_body_bytes: int = MAX_BODY_BYTES,
     app.include_router(routes_sync.router)
     app.include_router(routes_admin.router)
     app.include_router(routes_routine.router)
+    app.include_router(routes_sun.router)
     app.include_router(routes_admin.operations)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=max_body_bytes, now=store.now)

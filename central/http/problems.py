@@ -26,6 +26,7 @@ from central.cases.errors import (
     ImplementationConflict,
     KeyNumberBound,
     NoKeysBound,
+    SunNotVerified,
     TagNotIssuable,
     TagStockEmpty,
     UnknownRecord,
@@ -123,6 +124,8 @@ _STORE_ERRORS: tuple[tuple[type[CentralError], int, str, str], ...] = (
     (NoKeysBound, 409, "no_keys_bound", "list the client's key sets"),
     (TagNotIssuable, 409, "tag_not_issuable", "check the client's lock status and tags"),
     (TagStockEmpty, 409, "tag_stock_empty", "add tags to the provider's stock first"),
+    (SunNotVerified, 409, "sun_not_verified",
+     "provision the tag again with it on the reader; the detail says what did not verify"),
     (DatabaseUnavailable, 503, "database_unavailable",
      f"the centre's database is unreachable; retry in {RETRY_AFTER_S} s"),
 )
