@@ -284,6 +284,48 @@ def agent_status(ctx: click.Context, data_dir: Path | None, config_file: Path | 
         click.echo(f"  {v['client_ref']} by {v['staff_ref']} since {v['arrived_at']}")
 
 
+@agent.command("enrol")
+@click.argument("code")
+@data_dir_option
+@config_option
+@json_option
+@click.pass_context
+def agent_enrol(ctx: click.Context, code: str, data_dir: Path | None, config_file: Path | None,
+                as_json: bool) -> None:
+    """Join the centre with the one-time CODE from 'nyckelfri-central device add NAME'.
+
+    Stores the device's token in DATA_DIR/token (mode 0600), writes centre_url,
+    device_id and token_file into agent.toml (keeping its other settings) and pulls the
+    reference data once. Exit code 5 when the centre refuses the code (used, expired,
+    unknown), 6 when it cannot be reached; running it again is safe.
+    """
+    from agent.clock import SystemClock
+    from agent.enrol import EnrolError, enrol
+    from agent.service import build_sync_client
+
+    config = _config(ctx, config_file, data_dir=data_dir)
+    try:
+        enrolled = enrol(code, config.data_dir, config_file=config_file)
+    except EnrolError as exc:
+        raise CliError(str(exc), EXIT_NETWORK if exc.unreachable else EXIT_DATA) from exc
+    config = _config(ctx, enrolled.config_file, data_dir=config.data_dir)
+    with (_open_store(ctx, config) as store, errors_to_exit(_debug(ctx)),
+          build_sync_client(config, store, SystemClock()) as client):
+        report = client.sync_once()
+    summary = {"device_id": enrolled.device_id, "centre_url": enrolled.centre_url,
+               "token_file": str(enrolled.token_file), "config": str(enrolled.config_file),
+               "reference_items": report.reference_items, "tag_keys": report.tag_keys}
+    if as_json:
+        _emit_json(summary)
+        return
+    click.echo(f"enrolled as {enrolled.device_id} with {enrolled.centre_url}; token in "
+               f"{enrolled.token_file} (0600), settings in {enrolled.config_file}")
+    click.echo(f"reference data pulled: {report.reference_items} item(s)")
+    click.echo("next: start the agent ('systemctl start nyckelfri-agent' once installed with "
+               "'nyckelfri agent install', or 'nyckelfri agent run --reader usb'), then tap a "
+               "tag; 'nyckelfri doctor' checks reader, clock and centre")
+
+
 @agent.command("import-reference")
 @click.argument("file", type=click.File("r"))
 @data_dir_option

@@ -202,10 +202,14 @@ def device() -> None:
 @click.option("--unit", default=None, metavar="UNIT",
               help="The provider unit a field agent works for (e.g. hemtjanst-nord): it "
                    "gets the SUN keys of that unit's tags.")
+@click.option("--url", "centre_url", default=None, metavar="URL",
+              help="The centre's address as the device reaches it (e.g. "
+                   "https://centre.example:8700): also print a one-time enrolment code for "
+                   "'nyckelfri agent enrol CODE' on the device.")
 @json_option
 @click.pass_context
 def device_add(ctx: click.Context, name: str, admin: bool, fitter: str | None,
-               unit: str | None, as_json: bool) -> None:
+               unit: str | None, centre_url: str | None, as_json: bool) -> None:
     """Enrol device NAME and print its token (shown this once only).
 
     A field agent (staff tapping tags) is enrolled as is, with --unit for the provider
@@ -216,12 +220,18 @@ def device_add(ctx: click.Context, name: str, admin: bool, fitter: str | None,
         raise click.UsageError("an administrator is not enrolled to a fitter: give --admin "
                                "or --fitter, not both")
     role = "admin" if admin else "device"
+    if centre_url and admin:
+        raise click.UsageError("enrolment codes are for field devices; an administrator "
+                               "takes the token itself")
     with open_store(ctx) as store:
         token = store.add_device(name, role=role, unit=unit, fitter=fitter)
+        code = _enrolment_code(store, name, centre_url) if centre_url else None
     if as_json:
         emit_json({"name": name, "role": role, "unit": unit, "fitter": fitter,
-                   "token": token, "warning": ENROLMENT_WARNING})
+                   "token": token, "enrolment_code": code, "warning": ENROLMENT_WARNING})
         return
+    if code:
+        _echo_code(name, code)
     what = (f"{role} {name}" + (f" of {unit}" if unit else "")
             + (f" for fitter {fitter}" if fitter else ""))
     click.echo(f"enrolled {what}; its token:")
@@ -229,6 +239,49 @@ def device_add(ctx: click.Context, name: str, admin: bool, fitter: str | None,
     click.echo(f"in the agent's agent.toml: device_id = \"{name}\""
                + (f", fitter = \"{fitter}\"" if fitter else ""), err=True)
     click.echo(ENROLMENT_WARNING, err=True)
+
+
+def _enrolment_code(store: Any, name: str, centre_url: str, hours: float = 24.0) -> str:
+    from datetime import timedelta
+    from urllib.parse import urlsplit
+
+    from central import enrolment
+    from sync.protocol import enrolment_code
+
+    parts = urlsplit(centre_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise click.BadParameter(f"{centre_url!r} is not an http:// or https:// URL",
+                                 param_hint="--url")
+    secret = enrolment.create_code(store, name, timedelta(hours=hours))
+    return enrolment_code(centre_url.rstrip("/"), name, secret)
+
+
+def _echo_code(name: str, code: str) -> None:
+    click.echo(f"on the device, within 24 h, once: nyckelfri agent enrol {code}")
+    click.echo(f"(the code makes {name} a new token and writes its agent.toml)", err=True)
+
+
+@device.command("enrol-code")
+@click.argument("name")
+@click.option("--url", "centre_url", required=True, metavar="URL",
+              help="The centre's address as the device reaches it.")
+@click.option("--hours", type=click.FloatRange(min=0.1, max=24 * 14), default=24.0,
+              show_default=True, help="How long the code stays valid.")
+@json_option
+@click.pass_context
+def device_enrol_code(ctx: click.Context, name: str, centre_url: str, hours: float,
+                      as_json: bool) -> None:
+    """A new one-time enrolment code for field device NAME (an earlier code stops working).
+
+    Redeeming it with 'nyckelfri agent enrol CODE' gives the device a new token; its
+    old token then stops working.
+    """
+    with open_store(ctx) as store:
+        code = _enrolment_code(store, name, centre_url, hours)
+    if as_json:
+        emit_json({"name": name, "enrolment_code": code, "valid_hours": hours})
+    else:
+        _echo_code(name, code)
 
 
 @device.command("revoke")

@@ -128,6 +128,17 @@ sender_refusals = sa.Table(
     sa.Column("last_at", UTCDateTime(), nullable=False),
 )
 
+# A device's one-time enrolment code (migration 0006): only a hash of its secret is kept;
+# redeeming it gives the device a new token and marks the code used.
+enrolment_codes = sa.Table(
+    "enrolment_codes", metadata,
+    sa.Column("device", sa.String(64), sa.ForeignKey("devices.name"), primary_key=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("used_at", UTCDateTime(), nullable=True),
+)
+
 events = sa.Table(
     "events", metadata,
     # Ingest order across batches; within a batch, rows go in by event_id (see

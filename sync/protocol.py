@@ -233,6 +233,32 @@ class ProvisionedAnswer(Answer):
     server_time: AwareDatetime
 
 
+# --- enrolment (issue 10) ---------------------------------------------------------------
+
+ENROLMENT_CODE_PREFIX = "nyk1."
+
+
+def enrolment_code(centre_url: str, device_id: str, secret: str) -> str:
+    """The text of a one-time enrolment code: ``nyk1.`` + base64url of the centre's URL,
+    the device's name and the secret (``nyckelfri agent enrol CODE`` reads it)."""
+    import base64
+    import json
+
+    body = json.dumps({"u": centre_url, "d": device_id, "s": secret}, separators=(",", ":"))
+    return ENROLMENT_CODE_PREFIX + base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
+
+
+class EnrolRequest(Model):
+    device_id: DeviceName
+    secret: str = Field(min_length=1, max_length=128)
+
+
+class EnrolAnswer(Answer):
+    device_id: str
+    token: str
+    server_time: AwareDatetime
+
+
 class ProblemDetail(Answer):
     """Every 4xx/5xx answer: what happened and what to do."""
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from central import senders
+from central import enrolment, senders
 from central.http.dependencies import DeviceDep, StoreDep, require_json
 from central.http.middleware import require_protocol
 from central.http.problems import AUTHED, COMMON, WITH_BODY, ApiProblem
@@ -15,6 +15,8 @@ from central.storable import MAX_INT64
 from sync.protocol import (
     MAX_REFERENCE_PAGE,
     ClockResponse,
+    EnrolAnswer,
+    EnrolRequest,
     PushRequest,
     PushResponse,
     ReferencePage,
@@ -61,3 +63,19 @@ def reference(
                          "principals read the routine's API")
     items, cursor, more = store.reference_since(since, limit)
     return ReferencePage(items=items, cursor=cursor, more=more, server_time=store.now())
+
+
+@router.post("/enrol", response_model=EnrolAnswer, responses=WITH_BODY,
+             dependencies=[Depends(require_json)])
+def enrol(body: EnrolRequest, store: StoreDep) -> EnrolAnswer:
+    """Trade a one-time enrolment code's secret for the device's token (no token needed).
+
+    The code is used up; the device's earlier token, if any, stops working.
+    """
+    try:
+        token = enrolment.redeem(store, body.device_id, body.secret)
+    except enrolment.EnrolmentRefused as exc:
+        raise ApiProblem(403, "enrolment_refused", str(exc),
+                         "ask the centre's administrator for a new code "
+                         "('nyckelfri-central device enrol-code NAME --url URL')") from None
+    return EnrolAnswer(device_id=body.device_id, token=token, server_time=store.now())
