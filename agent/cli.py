@@ -326,6 +326,42 @@ def agent_enrol(ctx: click.Context, code: str, data_dir: Path | None, config_fil
                "tag; 'nyckelfri doctor' checks reader, clock and centre")
 
 
+@agent.command("install")
+@click.option("--uninstall", is_flag=True,
+              help="Stop and remove the unit, udev rules and blacklist (user and data stay).")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write the files under this folder and run no command (a throwaway root).")
+@click.option("--dry-run", is_flag=True, help="Only say what would be done.")
+@json_option
+@click.pass_context
+def agent_install(ctx: click.Context, uninstall: bool, root: Path | None, dry_run: bool,
+                  as_json: bool) -> None:
+    """Make this machine a field agent (as root): user, udev rules, blacklist, systemd unit.
+
+    Idempotent: a second run changes nothing. Then: 'nyckelfri agent enrol CODE
+    --data-dir /var/lib/nyckelfri' and 'systemctl start nyckelfri-agent'.
+    """
+    from agent.install import InstallError, install
+    from agent.install import uninstall as remove
+
+    try:
+        plan = (remove(root=root, dry_run=dry_run) if uninstall
+                else install(root=root, dry_run=dry_run))
+    except InstallError as exc:
+        raise CliError(str(exc), EXIT_DATA) from exc
+    if as_json:
+        _emit_json({"steps": [{"what": s.what, "done": s.done, "command": list(s.command)}
+                              for s in plan.steps], "live": plan.live})
+        return
+    for step in plan.steps:
+        mark = "done" if step.done else ("plan" if step.command and not plan.live else "  ok")
+        click.echo(f"[{mark}] {step.what}" + (f"   ({' '.join(step.command)})"
+                                              if step.command and not plan.live else ""))
+    if not uninstall and plan.live:
+        click.echo("next: nyckelfri agent enrol CODE --data-dir /var/lib/nyckelfri, then "
+                   "systemctl start nyckelfri-agent; nyckelfri doctor checks the machine")
+
+
 @agent.command("import-reference")
 @click.argument("file", type=click.File("r"))
 @data_dir_option

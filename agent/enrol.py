@@ -119,6 +119,9 @@ def write_private(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        if os.geteuid() == 0:  # root enrolling for the service user: the file is theirs
+            owner = path.parent.stat()
+            os.chown(tmp, owner.st_uid, owner.st_gid)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
