@@ -25,7 +25,7 @@ from typing import Any
 import click
 
 from agent.config import AgentConfig, ConfigError, load_config
-from agent.fitter import FitterError
+from agent.errors import FitterError
 from agent.store import ReferenceDataError, Store, StoreError
 from agent.visits import Decision
 from drivers.ble.errors import LockError

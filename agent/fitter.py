@@ -44,6 +44,7 @@ from pydantic import ValidationError
 
 from agent.clock import Clock
 from agent.config import AgentConfig, ConfigError
+from agent.errors import FitterError
 from agent.store import Store
 from drivers.ble import profile
 from drivers.ble.errors import LockError
@@ -67,10 +68,6 @@ LOCK_UNBOUND = "lock_unbound_from_client"  # removal: needs one showing the lock
 KEY_RECEIPT = "keys_returned_receipt_signed"  # needs who signed the receipt
 PROOF_CHECKPOINTS = (LOCK_BOUND, LOCK_UNBOUND)
 
-
-class FitterError(Exception):
-    """A refusal on site (unknown job, checkpoint out of order, no proof); the message
-    says what to do."""
 
 
 # --- where the driver runs ---------------------------------------------------------------
