@@ -1021,6 +1021,21 @@ def sim_lock(ctx: click.Context, serial: str, secret: str, client_ref: str, batt
                    "with ble_backend = \"sim\" (NYCKELFRI_BLE_BACKEND=sim or --backend sim)")
 
 
+@main.command("doctor", add_help_option=False,
+              context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def doctor(ctx: click.Context) -> None:
+    """Check this machine: reader, permissions, Bluetooth, clock, centre, disk, outbox.
+
+    Names each fault with its fix; exit code 1 when a check failed (warnings do not
+    fail). 'nyckelfri doctor --help' for the options.
+    """
+    # The checks load httpx and the protocol: only when asked, not on every command.
+    from agent.doctor import doctor_command
+
+    doctor_command.main(ctx.args, prog_name="nyckelfri doctor", standalone_mode=True)
+
+
 @main.command("demo")
 @click.pass_context
 def demo(ctx: click.Context) -> None:

@@ -3,6 +3,8 @@
 ``nyckelfri agent run`` builds an :class:`AgentService` and calls
 :meth:`AgentService.run_until` with an event its signal handlers set. Each
 reader has its own worker thread; a sweeper closes visits left open too long.
+A reader that is not there at start is reported ``down`` (with the reason, in
+``nyckelfri agent status``) and waited for: its worker reopens it with backoff.
 
 When a centre and a token are configured, a :class:`SyncWorker` thread syncs
 every ``sync_interval_s`` and soon after taps, over its OWN store connection.
@@ -29,7 +31,7 @@ from agent.clock import Clock, SystemClock
 from agent.config import AgentConfig
 from agent.store import Store
 from agent.visits import Decision, Registrar
-from drivers.nfc.base import Feedback, Tap
+from drivers.nfc.base import Feedback, NfcError, Tap
 from drivers.nfc.feedback import feedback_for
 from drivers.nfc.reader import NfcpyReader, open_frontend
 from sync.client import SyncClient, SyncReport
@@ -285,10 +287,21 @@ class AgentService:
 
     # --- running ---------------------------------------------------------------------
 
-    def open_readers(self) -> None:
-        """Open every reader once in the foreground so a wrong path fails at start."""
+    def open_readers(self) -> list[NfcError]:
+        """Try every reader once in the foreground; returns why those not there are not.
+
+        A reader that is not there (not plugged in yet, UART not set up, PN532 silent) does
+        not stop the agent: it is reported ``down`` with the reason in ``agent status``
+        and its worker keeps reopening it with backoff. Exiting instead made systemd
+        restart the agent every few seconds, forever, without ever waiting for the reader.
+        A malformed path still fails at start: :meth:`build_readers` refuses it.
+        """
+        missing: list[NfcError] = []
         for reader in self.readers:
-            reader.open()
+            error = reader.try_open()
+            if error is not None:
+                missing.append(error)
+        return missing
 
     def run_until(self, stop: threading.Event) -> None:
         self._write_pid()

@@ -12,16 +12,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-RULES_FILE = HERE / "99-nyckelfri-nfc.rules"
-BLACKLIST_FILE = HERE / "blacklist-nyckelfri-nfc.conf"
+if str(HERE.parent) not in sys.path:
+    sys.path.insert(0, str(HERE.parent))
+
+from drivers.nfc import devices  # noqa: E402 - after the checkout is on sys.path
+
+# The names come from the table's module, where `nyckelfri doctor` finds them too.
+RULES_FILE = HERE / devices.UDEV_RULES_NAME
+BLACKLIST_FILE = HERE / devices.MODPROBE_BLACKLIST_NAME
 
 
 def rendered_files() -> dict[Path, str]:
     """Each generated file and the content the reader table renders for it."""
-    if str(HERE.parent) not in sys.path:
-        sys.path.insert(0, str(HERE.parent))
-    from drivers.nfc import devices
-
     return {
         RULES_FILE: devices.render_udev_rules(),
         BLACKLIST_FILE: devices.render_modprobe_blacklist(),

@@ -15,9 +15,10 @@ Paths (``nyckelfri agent run --reader PATH``):
 ==============================  ==============================================
 
 Every way opening can fail ends in one :class:`ReaderOpenError` whose message
-names the fix. A reader that disappears while running is reopened when it
-comes back; taps are never lost because nothing is acknowledged before the
-agent's handler has made it durable.
+names the fix. A reader that is not there when the worker starts
+(:meth:`NfcpyReader.try_open`), or that disappears while running, is reported
+down and reopened, with backoff, when it comes back; taps are never lost because
+nothing is acknowledged before the agent's handler has made it durable.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import termios
 import threading
 import time
@@ -74,6 +76,18 @@ UDEV_HINT = "see udev/README.md"
 PATH_FORMS = (
     "usb, usb:VID:PID, usb:BUS:DEV, tty:AMA0:pn532, serial:/dev/serial0:pn532, udp:HOST:PORT"
 )
+# Why a PN532 on a serial port stays silent, in the order they happen in the field.
+# nfcpy always starts talking at 115200 baud (the PN532's power-on HSU speed) and
+# then switches the chip to a higher one; a PN532 left at that higher speed by an
+# agent that was killed answers nothing at 115200 until its power is cut.
+PN532_ADVICE = (
+    "Check that the PN532 board is in HSU (high-speed UART) mode, not I2C or SPI; that "
+    "TX and RX are crossed (PN532 TX to the Pi's RX, GPIO15); that no serial console or "
+    "getty uses the port; and that the PN532 talks at its power-on 115200 baud (cut its "
+    f"power once if an agent was killed while it ran faster); {UDEV_HINT}"
+)
+# nfcpy's exact serial ports (tty:PORT:DRIVER -> /dev/ttyPORT); other names it globs.
+_EXACT_TTY_PORT = re.compile(r"^(S|ACM|AMA|USB)\d+$")
 
 FrontendFactory = Callable[[str], Any]
 
@@ -99,11 +113,45 @@ def check_path(path: str) -> str:
     return kind
 
 
+def serial_port_node(path: str, dev: Path = Path("/dev")) -> Path | None:
+    """The device node a serial reader path names, or None (not serial, or a glob).
+
+    ``tty:AMA0:pn532`` -> ``/dev/ttyAMA0`` (nfcpy's own naming); ``serial:/dev/X:pn532``
+    -> ``/dev/X``. ``dev`` re-roots ``tty:`` paths (the doctor's tests use a tree).
+    """
+    parts = path.split(":")
+    if parts[0] == "serial" and len(parts) == 3:
+        return Path(parts[1])
+    if parts[0] == "tty" and len(parts) >= 2 and parts[1]:
+        port = parts[1]
+        if _EXACT_TTY_PORT.match(port):
+            return dev / f"tty{port}"
+        if re.fullmatch(r"(S|ACM|AMA|USB)", port):
+            return None  # nfcpy tries every ttyAMA*, ttyUSB*, ...
+        return dev / port
+    return None
+
+
+def missing_port_advice(node: Path) -> str:
+    name = node.name
+    if name.startswith(("ttyUSB", "ttyACM")):
+        return f"Plug in the USB-serial adapter (ls /dev/ttyUSB* /dev/ttyACM*); {UDEV_HINT}"
+    return ("Enable the UART in /boot/firmware/config.txt and reboot (Pi 1, 2, Zero: "
+            "enable_uart=1; Pi 3, 4, Zero W: enable_uart=1, and dtoverlay=miniuart-bt for "
+            "ttyAMA0; Pi 5: dtparam=uart0=on for ttyAMA0), or name a port that exists; "
+            f"{UDEV_HINT} section 3")
+
+
 def open_frontend(path: str) -> nfc.ContactlessFrontend:
     """Open an nfcpy ContactlessFrontend on ``path`` or raise ReaderOpenError with advice."""
     kind = check_path(path)
     if kind == "serial":
-        return _open_serial_pn532(path)
+        return open_serial_pn532(path.split(":")[1], path)
+    if kind == "tty":
+        node = serial_port_node(path)
+        if node is not None and not node.exists():
+            # nfcpy finds no such port and says only "no reader"; say which port.
+            raise ReaderOpenError(path, f"no such serial port {node}", missing_port_advice(node))
     clf = nfc.ContactlessFrontend()
     try:
         opened = clf.open(path)
@@ -114,6 +162,9 @@ def open_frontend(path: str) -> nfc.ContactlessFrontend:
             "Install it: sudo apt-get install libusb-1.0-0",
         ) from exc
     except OSError as exc:
+        if kind == "tty" and _is_pn532(path) and exc.errno in _SILENT_ERRNOS:
+            # nfcpy's pn532.init: no ACK in time (ETIMEDOUT) or not a PN532's (ENODEV).
+            raise _pn532_silent(path, exc) from exc
         raise _os_error(path, exc) from exc
     except Exception as exc:
         # usb1 raises its own errors (USBErrorOther without /dev/bus/usb, ...).
@@ -128,30 +179,47 @@ def open_frontend(path: str) -> nfc.ContactlessFrontend:
     return clf
 
 
-def _open_serial_pn532(path: str) -> nfc.ContactlessFrontend:
-    device_path = path.split(":")[1]
+# What nfcpy's PN532 init raises when nothing, or not a PN532, answers.
+_SILENT_ERRNOS = (errno.ETIMEDOUT, errno.ENODEV, errno.EIO)
+
+
+def _is_pn532(path: str) -> bool:
+    return path.rsplit(":", 1)[-1] == "pn532"
+
+
+def _pn532_silent(path: str, exc: OSError) -> ReaderOpenError:
+    why = "no answer" if exc.errno == errno.ETIMEDOUT else "an answer that is not a PN532's"
+    return ReaderOpenError(path, f"no PN532 answered on this port ({why})", PN532_ADVICE)
+
+
+def open_serial_pn532(device_path: str, path: str | None = None) -> nfc.ContactlessFrontend:
+    """Open nfcpy's PN532 driver on any serial device (``/dev/serial0``, a pty, ...).
+
+    nfcpy's own ``tty:`` regex refuses such names, but its driver does not need it.
+    A symlink is resolved first, so that ``/dev/serial0`` -> ``/dev/ttyS0`` gets nfcpy's
+    Raspberry Pi rule (the mini UART stays at 115200 baud instead of being raised).
+    """
+    path = path or f"serial:{device_path}:pn532"
     if not os.path.exists(device_path):
-        raise ReaderOpenError(path, f"{device_path} does not exist",
-                              f"Check the wiring and enable_uart=1; {UDEV_HINT}")
-    tty = None
+        raise ReaderOpenError(path, f"no such serial port {device_path}",
+                              missing_port_advice(Path(device_path)))
     try:
-        tty = nfc.clf.transport.TTY(device_path)
-        device = nfc.clf.pn532.init(tty)
-    except OSError as exc:
-        if tty is not None:
-            tty.close()
-        if exc.errno in (errno.ETIMEDOUT, errno.EIO, None):
-            raise ReaderOpenError(
-                path, "no PN532 answered on this port",
-                "Check that the PN532 is in HSU (UART) mode, TX/RX are crossed, and nothing "
-                f"else (a serial console, getty) uses the port; {UDEV_HINT}",
-            ) from exc
-        raise _os_error(path, exc) from exc
-    except Exception as exc:  # serial.SerialException is not an OSError
-        if tty is not None:
-            tty.close()
+        tty = nfc.clf.transport.TTY(os.path.realpath(device_path))
+    except (OSError, termios.error) as exc:  # pyserial's SerialException is an OSError
+        if isinstance(exc, OSError) and exc.errno == errno.EACCES:
+            raise _os_error(path, exc) from exc
         raise ReaderOpenError(path, f"cannot open the serial port ({exc})",
                               f"Check permissions (dialout group); {UDEV_HINT}") from exc
+    try:
+        device = nfc.clf.pn532.init(tty)
+    except OSError as exc:
+        tty.close()
+        if exc.errno in (*_SILENT_ERRNOS, None):
+            raise _pn532_silent(path, exc) from exc
+        raise _os_error(path, exc) from exc
+    except Exception:
+        tty.close()
+        raise
     device._path = device_path
     clf = nfc.ContactlessFrontend()
     clf.device = device
@@ -172,7 +240,11 @@ def _os_error(path: str, exc: OSError) -> ReaderOpenError:
         )
     if exc.errno == errno.ENODEV:
         return ReaderOpenError(path, "no such device", "Check that the reader is plugged in")
-    return ReaderOpenError(path, f"{exc.strerror or exc}", f"See {UDEV_HINT}")
+    if exc.errno == errno.ETIMEDOUT:
+        return ReaderOpenError(path, "the reader did not answer in time",
+                               f"Re-plug the reader (a powered hub helps on a Pi); {UDEV_HINT}")
+    return ReaderOpenError(path, f"{exc.strerror or exc}",
+                           f"Check the reader and its path; {UDEV_HINT}")
 
 
 def _not_found(path: str) -> ReaderOpenError:
@@ -194,10 +266,14 @@ def _not_found(path: str) -> ReaderOpenError:
         return ReaderOpenError(path, "no supported USB reader is plugged in",
                                "Plug in a reader (e.g. Sony RC-S380, SCL3711, ACR122U)")
     if path.startswith("tty"):
-        return ReaderOpenError(
-            path, "no reader answered on that serial port",
-            f"Check the port name, that enable_uart=1 and no serial console uses it; {UDEV_HINT}",
-        )
+        node = serial_port_node(path)
+        if node is not None:
+            # nfcpy drops a node whose tcgetattr fails: there is no UART behind it.
+            return ReaderOpenError(path, f"{node} is not a working serial port",
+                                   missing_port_advice(node))
+        advice = PN532_ADVICE if _is_pn532(path) else (
+            f"Check the port name, that enable_uart=1 and no serial console uses it; {UDEV_HINT}")
+        return ReaderOpenError(path, "no reader answered on any of those serial ports", advice)
     return ReaderOpenError(path, "no reader available", f"Check the path; forms: {PATH_FORMS}")
 
 
@@ -239,9 +315,10 @@ def usb_readers_held_by_kernel(sysfs: Path = SYSFS_USB) -> list[tuple[str, str]]
     return held
 
 
-def usb_readers_denied(sysfs: Path = SYSFS_USB, devfs: str = "/dev/bus/usb") -> list[str]:
-    """Supported readers whose /dev/bus/usb node this process cannot open."""
-    denied = []
+def usb_reader_nodes(sysfs: Path = SYSFS_USB, devfs: str = "/dev/bus/usb",
+                     ) -> list[tuple[str, int, int, Path]]:
+    """Supported readers plugged in: (name, vendor id, product id, /dev/bus/usb node)."""
+    found = []
     for dev, vid, pid in _sysfs_usb_devices(sysfs):
         name = _known_reader(vid, pid)
         if name is None:
@@ -251,10 +328,17 @@ def usb_readers_denied(sysfs: Path = SYSFS_USB, devfs: str = "/dev/bus/usb") -> 
             num = int((dev / "devnum").read_text())
         except (OSError, ValueError):
             continue
-        node = f"{devfs}/{bus:03d}/{num:03d}"
-        if os.path.exists(node) and not os.access(node, os.R_OK | os.W_OK):
-            denied.append(f"{name} at {node}")
-    return denied
+        found.append((name, vid, pid, Path(f"{devfs}/{bus:03d}/{num:03d}")))
+    return found
+
+
+def usb_readers_denied(sysfs: Path = SYSFS_USB, devfs: str = "/dev/bus/usb") -> list[str]:
+    """Supported readers whose /dev/bus/usb node this process cannot open."""
+    return [
+        f"{name} at {node}"
+        for name, _vid, _pid, node in usb_reader_nodes(sysfs, devfs)
+        if node.exists() and not os.access(node, os.R_OK | os.W_OK)
+    ]
 
 
 # --- reading a tag ---------------------------------------------------------------------
@@ -347,6 +431,18 @@ def _classify_read_error(tag: Any, exc: Exception) -> tuple[ReadProblem, str]:
 # --- the worker ------------------------------------------------------------------------
 
 
+def _backoff(attempt: int) -> float:
+    return REOPEN_BACKOFF_S[min(attempt, len(REOPEN_BACKOFF_S) - 1)]
+
+
+def _down_detail(exc: NfcError) -> str:
+    """What a reader that is down says in the log and in `nyckelfri agent status`."""
+    if isinstance(exc, ReaderOpenError):
+        return (f"{str(exc).rstrip('.')}. The agent keeps running and waits for the reader "
+                f"(retrying every {REOPEN_BACKOFF_S[-1]:g} s at most).")
+    return str(exc)
+
+
 class NfcpyReader:
     """One nfcpy reader served by one worker thread.
 
@@ -380,6 +476,7 @@ class NfcpyReader:
         self.opened = threading.Event()
         self.taps = 0
         self.last_error: NfcError | None = None
+        self._unopened: ReaderOpenError | None = None  # try_open failed; worker retries
 
     # lifecycle
 
@@ -390,6 +487,20 @@ class NfcpyReader:
         self.opened.set()
         self.on_status("open", str(getattr(self._clf, "device", "") or self.path))
         log.info("reader %s open: %s", self.path, self._clf)
+
+    def try_open(self) -> ReaderOpenError | None:
+        """Open now if the reader is there; else report it down and return why.
+
+        Nothing is raised: the worker (:meth:`start`) keeps reopening with backoff, so an
+        agent started before its reader is plugged in (or its UART set up) waits for it.
+        """
+        try:
+            self.open()
+        except ReaderOpenError as exc:
+            self._unopened = self.last_error = exc
+            self.on_status("down", _down_detail(exc))
+            return exc
+        return None
 
     def start(self) -> None:
         if self._thread is not None:
@@ -414,14 +525,19 @@ class NfcpyReader:
 
     def _run(self) -> None:
         attempt = 0
+        if self._unopened is not None:
+            # Said here, not in try_open: the line tells that the worker now waits.
+            log.error("%s", _down_detail(self._unopened))
+            attempt = 1
         while not self._stop.is_set():
             if self._clf is None:
+                if attempt and self._stop.wait(_backoff(attempt - 1)):
+                    break
                 try:
                     self.open()
                     attempt = 0
                 except ReaderOpenError as exc:
                     self._report_down(exc, attempt)
-                    self._stop.wait(REOPEN_BACKOFF_S[min(attempt, len(REOPEN_BACKOFF_S) - 1)])
                     attempt += 1
                     continue
             try:
@@ -440,8 +556,9 @@ class NfcpyReader:
 
     def _report_down(self, exc: NfcError, attempt: int) -> None:
         if attempt == 0 or str(exc) != str(self.last_error):
-            log.error("%s", exc)
-            self.on_status("down", str(exc))
+            detail = _down_detail(exc)
+            log.error("%s", detail)
+            self.on_status("down", detail)
         self.last_error = exc
         self.opened.clear()
 

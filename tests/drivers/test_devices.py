@@ -186,9 +186,9 @@ def test_unit_has(section: str, key: str, value: str) -> None:
 
 def test_unit_runs_the_agent() -> None:
     (exec_start,) = unit_values("Service", "ExecStart")
-    assert exec_start.endswith(
-        "nyckelfri agent run --reader ${NYCKELFRI_READER} --data-dir /var/lib/nyckelfri"
-    )
+    # no --reader: agent.toml's readers, else NYCKELFRI_READER (a comma list), else usb
+    assert exec_start.endswith("nyckelfri agent run --data-dir /var/lib/nyckelfri")
+    assert not any("NYCKELFRI_READER" in v for v in unit_values("Service", "Environment"))
 
 
 def test_unit_allows_the_reader_devices() -> None:
