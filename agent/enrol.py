@@ -84,7 +84,7 @@ def request_token(code: EnrolmentCode, transport: Any = None) -> str:
         with httpx.Client(base_url=code.centre_url, timeout=ENROL_TIMEOUT_S,
                           transport=transport) as http:
             response = http.post(ENROL_PATH, headers={PROTOCOL_HEADER: str(PROTOCOL_VERSION)},
-                                 json={"device_id": code.device_id, "secret": code.secret})
+                                 json={"device_id": code.device_id, "passcode": code.secret})
     except httpx.HTTPError as exc:
         raise EnrolError(f"cannot reach the centre at {code.centre_url} ({exc or type(exc)}); "
                          "check the network and run the same command again (the code stays "

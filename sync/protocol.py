@@ -249,8 +249,10 @@ def enrolment_code(centre_url: str, device_id: str, secret: str) -> str:
 
 
 class EnrolRequest(Model):
+    """The one-time part of an enrolment code (``passcode``), for the device it names."""
+
     device_id: DeviceName
-    secret: str = Field(min_length=1, max_length=128)
+    passcode: str = Field(min_length=1, max_length=128)
 
 
 class EnrolAnswer(Answer):

@@ -68,12 +68,12 @@ def reference(
 @router.post("/enrol", response_model=EnrolAnswer, responses=WITH_BODY,
              dependencies=[Depends(require_json)])
 def enrol(body: EnrolRequest, store: StoreDep) -> EnrolAnswer:
-    """Trade a one-time enrolment code's secret for the device's token (no token needed).
+    """Trade a one-time enrolment code for the device's token (no token needed).
 
     The code is used up; the device's earlier token, if any, stops working.
     """
     try:
-        token = enrolment.redeem(store, body.device_id, body.secret)
+        token = enrolment.redeem(store, body.device_id, body.passcode)
     except enrolment.EnrolmentRefused as exc:
         raise ApiProblem(403, "enrolment_refused", str(exc),
                          "ask the centre's administrator for a new code "
