@@ -287,12 +287,14 @@ class Registrar:
             if result.verdict is not SunVerdict.OK:
                 return self._refuse(conn, tap, stamp, result.refusal,
                                     extra=result.detail, sun_result=result)
-        elif badge is None and self.policy() is TagPolicy.SUN_REQUIRED:
-            found = self.store.client_for_tag(tap.uid)
-            return self._refuse(conn, tap, stamp, Refusal.NOT_SECURED,
-                                client_ref=found[0].ref if found else None)
-        elif self.policy() is not TagPolicy.UID_ONLY and self._signer(tap) is None:
-            return self._refuse(conn, tap, stamp, Refusal.NOT_GENUINE)
+        else:
+            policy = self.policy()
+            if badge is None and policy is TagPolicy.SUN_REQUIRED:
+                found = self.store.client_for_tag(tap.uid)
+                return self._refuse(conn, tap, stamp, Refusal.NOT_SECURED,
+                                    client_ref=found[0].ref if found else None)
+            if policy is not TagPolicy.UID_ONLY and self._signer(tap) is None:
+                return self._refuse(conn, tap, stamp, Refusal.NOT_GENUINE)
         if badge is not None:
             return self._sign_in(conn, tap, stamp, badge.staff_ref, badge.display_name)
         found = self.store.client_for_tag(tap.uid)
