@@ -16,8 +16,6 @@ that file, and pulls the reference data once, so the first tap works offline at 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import os
 import tempfile
@@ -29,7 +27,6 @@ from urllib.parse import urlsplit
 
 from agent.config import CONFIG_NAME, ConfigError
 
-CODE_PREFIX = "nyk1."  # sync.protocol.ENROLMENT_CODE_PREFIX (the centre makes the codes)
 TOKEN_FILE_NAME = "token"  # noqa: S105 - the file's name, not a secret
 ENROL_PATH = "/v1/enrol"
 ENROL_TIMEOUT_S = 15.0
@@ -55,16 +52,16 @@ class EnrolmentCode:
 
 
 def parse_code(text: str) -> EnrolmentCode:
-    """Read an enrolment code, or say why it is not one."""
-    text = "".join(text.split())  # a code copied over two lines still works
-    if not text.startswith(CODE_PREFIX):
-        raise EnrolError("that is not an enrolment code: it starts with 'nyk1.'; copy the "
-                         "whole code 'nyckelfri-central device add NAME' printed")
-    raw = text[len(CODE_PREFIX):]
+    """Read an enrolment code (sync.protocol's format), or say why it is not one."""
+    from sync.protocol import ENROLMENT_CODE_PREFIX, read_enrolment_code
+
     try:
-        body = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-        code = EnrolmentCode(str(body["u"]), str(body["d"]), str(body["s"]))
-    except (binascii.Error, ValueError, KeyError, TypeError):
+        code = EnrolmentCode(*read_enrolment_code(text))
+    except ValueError as exc:
+        if str(exc) == "prefix":
+            raise EnrolError(f"that is not an enrolment code: it starts with "
+                             f"'{ENROLMENT_CODE_PREFIX}'; copy the whole code "
+                             "'nyckelfri-central device add NAME' printed") from None
         raise EnrolError("the enrolment code is damaged (a character missing or changed?); "
                          "copy it again, or scan its QR code") from None
     parts = urlsplit(code.centre_url)

@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_VALID_FOR = timedelta(hours=24)
 SECRET_BYTES = 16
-TOKEN_BYTES = 32
 
 
 class EnrolmentRefused(CentralError):
@@ -67,7 +66,7 @@ def create_code(store: CentralStore, name: str,
 
 def redeem(store: CentralStore, name: str, secret: str) -> str:
     """The device's new token for a valid code; :class:`EnrolmentRefused` otherwise."""
-    from central.store import _token_hash
+    from central.store import TOKEN_BYTES, _token_hash
 
     refused = EnrolmentRefused(
         f"the enrolment code for {name!r} is not valid: already used, expired, replaced by a "

@@ -248,6 +248,24 @@ def enrolment_code(centre_url: str, device_id: str, secret: str) -> str:
     return ENROLMENT_CODE_PREFIX + base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
 
 
+def read_enrolment_code(text: str) -> tuple[str, str, str]:
+    """(centre URL, device id, secret) of an enrolment code; ValueError naming what is
+    wrong ("prefix" when it is not one at all, "damaged" when it does not decode)."""
+    import base64
+    import binascii
+    import json
+
+    text = "".join(text.split())  # a code copied over two lines still works
+    if not text.startswith(ENROLMENT_CODE_PREFIX):
+        raise ValueError("prefix")
+    raw = text[len(ENROLMENT_CODE_PREFIX):]
+    try:
+        body = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        return str(body["u"]), str(body["d"]), str(body["s"])
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise ValueError("damaged") from None
+
+
 class EnrolRequest(Model):
     """The one-time part of an enrolment code (``passcode``), for the device it names."""
 
