@@ -44,11 +44,12 @@ def _start(request: Request, session: Session, *, problem: Problem | None = None
     context: dict[str, Any] = {"values": values or {}, "texts": texts}
     try:
         if me.role in ("assessor", "provider", "admin"):
-            context["cases"] = views_cases.cases(routine, me, open_only=me.role != "assessor")
+            found = views_cases.cases(routine, me)
+            context["cases"] = [c for c in found if c.open or me.role == "assessor"]
         if me.role == "assessor":
             context["provider_units"] = views_cases.units_of(routine, "provider")
-        if me.role == "provider":
-            clients = dict.fromkeys(c.client_ref for c in context["cases"])
+        if me.role == "provider":  # the texts of closed cases too: they are pasted after
+            clients = dict.fromkeys(c.client_ref for c in found)
             context["documentation"] = [d for client in clients
                                         for d in views_cases.documentation(routine, me, client)]
         if me.role in ("alarm_admin", "admin") and _alarm_group(request, session):
