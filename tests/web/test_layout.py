@@ -41,7 +41,6 @@ def test_main_pages_fit_768_px_and_label_every_control(site: Site) -> None:
                     "/nycklar/K-SMAL", "/etiketter", "/larm", "/rapporter"],
         "utforare-nord": ["/", "/etiketter", "/nycklar/K-SMAL", f"/arenden/{case_id}"],
         "handlaggare-1": ["/"],
-        "larmhandlaggare-1": ["/", "/inkorg"],
         "montor-1": ["/", f"/parm/{job_id}", "/schema?vecka=2026-W50"],
     }
     for name, paths in pages.items():

@@ -16,6 +16,7 @@ REFUSED = "Formuläret kom inte från den här sidan och togs inte emot."
 
 
 def test_no_session_goes_to_sign_in_and_back(site: Site) -> None:
+    site.password("handlaggare-1")
     page = site.new_page()
     page.goto("/arenden?flode=2a")
     assert re.search(r"/logga-in\?nasta=/arenden%3Fflode%3D2a$", page.url), page.url
