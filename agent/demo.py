@@ -127,8 +127,8 @@ def _set_up_centre(centre: Any) -> tuple[str, str, Any]:
     provider_token = centre.add_device(PROVIDER, "provider", UNIT)
     centre.import_reference(REFERENCE)
     provider = Principal(PROVIDER, "provider", UNIT)
-    routine.add_tag_stock(UNIT, 1, provider)
-    routine.start_implementation(SUN_CLIENT, ImplementationKind.HOME_CARE, UNIT,
+    routine.tags.add_stock(UNIT, 1, provider)
+    routine.implementations.start(SUN_CLIENT, ImplementationKind.HOME_CARE, UNIT,
                                  date.today(), provider)
     return token, provider_token, routine
 
@@ -234,6 +234,9 @@ def _print_centre(centre: Any, routine: Any, out: Callable[[str], None]) -> None
         kinds[e["kind"]] = kinds.get(e["kind"], 0) + 1
     out(f"  {centre.event_count()} events: "
         + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
-    for alert in routine.alerts():
+    from central.cases.values import Principal
+
+    centre_admin = Principal("demo-admin", "admin", None)  # the centre reads its alerts
+    for alert in routine.alerts.current(actor=centre_admin):
         if str(alert.kind) == "tag_copy_suspected":
             out(f"  ALERT {alert.kind}: {alert.detail}")

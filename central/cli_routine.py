@@ -107,7 +107,7 @@ def acting(ctx: click.Context, as_name: str | None) -> Iterator[tuple[RoutineSto
         raise CliError("say who acts: --as NAME (a principal enrolled with 'nyckelfri-central "
                        "principal add NAME --role R --unit U')", EXIT_USAGE)
     with routine_store(ctx) as routine:
-        yield routine, routine.principal(name)
+        yield routine, routine.principals.get(name)
 
 
 def show(answer: Answer, as_json: bool, human: Callable[[], None]) -> None:
@@ -260,7 +260,7 @@ def case_open(ctx: click.Context, flow: str, client: str, provider_unit: str | N
               as_json: bool) -> None:
     """Open a case of FLOW (2a, 2b, 3a, 3b) for CLIENT."""
     with acting(ctx, as_name) as (routine, actor):
-        opened = routine.open_case(flow, client, actor, provider_unit=provider_unit,
+        opened = routine.cases.open(flow, client, actor, provider_unit=provider_unit,
                                    assessor_unit=assessor_unit, note=note)
         answer = api.CaseAnswer(case=api.case_out(opened), server_time=routine.central.now())
     show(answer, as_json, lambda: _print_case(answer.case))
@@ -278,7 +278,7 @@ def case_list(ctx: click.Context, client: str | None, flow: str | None, open_onl
               as_name: str | None, as_json: bool) -> None:
     """List the cases the principal may see, oldest first."""
     with acting(ctx, as_name) as (routine, actor):
-        found = routine.cases(client_ref=client, flow=flow, open_only=open_only, actor=actor)
+        found = routine.cases.find(client_ref=client, flow=flow, open_only=open_only, actor=actor)
         answer = api.CaseList(cases=[api.case_out(c) for c in found],
                               server_time=routine.central.now())
 
@@ -299,7 +299,7 @@ def case_list(ctx: click.Context, client: str | None, flow: str | None, open_onl
 def case_show(ctx: click.Context, case_id: int, as_name: str | None, as_json: bool) -> None:
     """Show case ID: its steps (the audit trail) and the actions allowed now."""
     with acting(ctx, as_name) as (routine, actor):
-        answer = api.CaseAnswer(case=api.case_out(routine.case(case_id, actor=actor)),
+        answer = api.CaseAnswer(case=api.case_out(routine.cases.get(case_id, actor=actor)),
                                 server_time=routine.central.now())
     show(answer, as_json, lambda: _print_case(answer.case))
 
@@ -324,8 +324,9 @@ def case_act(ctx: click.Context, case_id: int, action: str, answer: str | None,
     state and the actions allowed there. Booking steps: 'binder book'.
     """
     with acting(ctx, as_name) as (routine, actor):
-        step = routine.act(case_id, action, answer, actor, note=note, checks=checks)
-        result = api.StepAnswer(step=api.step_out(step), case=api.case_out(routine.case(case_id)),
+        step = routine.cases.act(case_id, action, answer, actor, note=note, checks=checks)
+        result = api.StepAnswer(step=api.step_out(step),
+                                case=api.case_out(routine.cases.get(case_id, actor=actor)),
                                 server_time=routine.central.now())
 
     def human() -> None:
@@ -357,7 +358,7 @@ def client_docs(ctx: click.Context, client_ref: str, as_name: str | None,
     """The verbatim texts to paste into the case system for CLIENT, oldest first."""
     with acting(ctx, as_name) as (routine, actor):
         answer = api.documentation_answer(
-            client_ref, routine.documentation(client_ref, actor=actor), routine.central.now())
+            client_ref, routine.cases.documentation(client_ref, actor=actor), routine.central.now())
 
     def human() -> None:
         if not answer.texts:
@@ -396,7 +397,7 @@ def implementation_start(ctx: click.Context, client_ref: str, kind: str, unit: s
                          on_day: str | None, as_name: str | None, as_json: bool) -> None:
     """Record that UNIT delivers KIND to CLIENT from --on (default today)."""
     with acting(ctx, as_name) as (routine, actor):
-        started = routine.start_implementation(
+        started = routine.implementations.start(
             client_ref, kind, unit, _date_or_today(on_day, routine),
             actor)
         answer = _implementation_answer(routine, started)
@@ -414,7 +415,7 @@ def implementation_end(ctx: click.Context, client_ref: str, kind: str, on_day: s
                        as_name: str | None, as_json: bool) -> None:
     """End CLIENT's running KIND implementation on --on (default today)."""
     with acting(ctx, as_name) as (routine, actor):
-        ended = routine.end_implementation(
+        ended = routine.implementations.end(
             client_ref, kind, _date_or_today(on_day, routine), actor)
         answer = _implementation_answer(routine, ended)
     show(answer, as_json, lambda: _print_implementation(answer.implementation))
@@ -429,7 +430,7 @@ def implementation_list(ctx: click.Context, client_ref: str, as_name: str | None
                         as_json: bool) -> None:
     """List CLIENT's implementations, running and ended."""
     with acting(ctx, as_name) as (routine, actor):
-        found = routine.implementations(client_ref, actor=actor)
+        found = routine.implementations.of_client(client_ref, actor=actor)
         answer = api.ImplementationList(
             client_ref=client_ref,
             implementations=[api.ImplementationOut.model_validate(i) for i in found],
@@ -467,7 +468,7 @@ def inbox_list(ctx: click.Context, include_handled: bool, as_name: str | None,
                as_json: bool) -> None:
     """List the inbox's messages (unhandled only, unless --all)."""
     with acting(ctx, as_name) as (routine, actor):
-        found = routine.inbox(actor, include_handled=include_handled)
+        found = routine.inbox.messages(actor, include_handled=include_handled)
         answer = api.InboxList(messages=[api.MessageOut.model_validate(m) for m in found],
                                server_time=routine.central.now())
 
@@ -489,7 +490,7 @@ def inbox_handle(ctx: click.Context, message_id: int, as_name: str | None,
     """Mark message ID handled (taking its case's next step does so too)."""
     with acting(ctx, as_name) as (routine, actor):
         answer = api.MessageAnswer(
-            message=api.MessageOut.model_validate(routine.handle_inbox(message_id, actor)),
+            message=api.MessageOut.model_validate(routine.inbox.handle(message_id, actor)),
             server_time=routine.central.now())
     show(answer, as_json, lambda: _print_message(answer.message))
 
@@ -531,7 +532,7 @@ def binder_list(ctx: click.Context, kind: str | None, include_done: bool, fitter
                 as_name: str | None, as_json: bool) -> None:
     """List the binder's jobs with their bookings, oldest first."""
     with acting(ctx, as_name) as (routine, actor):
-        found = routine.binder(actor, kind=kind, open_only=not include_done, fitter=fitter)
+        found = routine.binder.jobs(actor, kind=kind, open_only=not include_done, fitter=fitter)
         answer = api.JobList(jobs=[api.JobOut.model_validate(j) for j in found],
                              server_time=routine.central.now())
     show(answer, as_json, lambda: _print_jobs(answer.jobs))
@@ -547,7 +548,7 @@ def binder_jobs(ctx: click.Context, fitter: str | None, as_name: str | None,
                 as_json: bool) -> None:
     """A fitter's open jobs by appointment (what the fitter's agent pulls)."""
     with acting(ctx, as_name) as (routine, actor):
-        found = api.jobs_for(routine, actor, fitter)
+        found = routine.binder.for_fitter(actor, fitter)
         answer = api.JobList(jobs=[api.JobOut.model_validate(j) for j in found],
                              server_time=routine.central.now())
     show(answer, as_json, lambda: _print_jobs(answer.jobs))
@@ -568,7 +569,7 @@ def binder_book(ctx: click.Context, job_id: int, fitter: str, start: datetime, e
     """Book JOB for a fitter in the shared schedule (again to move it); exits 4 when the
     fitter is already booked then."""
     with acting(ctx, as_name) as (routine, actor):
-        booking = routine.book(job_id, fitter, start, end, actor, note=note)
+        booking = routine.schedule.book(job_id, fitter, start, end, actor, note=note)
         answer = api.BookingAnswer(booking=api.BookingOut.model_validate(booking),
                                    server_time=routine.central.now())
     show(answer, as_json, lambda: _print_booking(answer.booking))
@@ -584,8 +585,8 @@ def schedule_cmd(ctx: click.Context, fitter: str | None, day: str | None, as_nam
                  as_json: bool) -> None:
     """The alarm group's shared schedule: live bookings by start."""
     with acting(ctx, as_name) as (routine, actor):
-        found = api.schedule_for(routine, actor, fitter=fitter,
-                                 day=_date(day, routine))
+        found = routine.schedule.bookings(actor=actor, fitter=fitter,
+                                          day=_date(day, routine))
         answer = api.Schedule(bookings=[api.BookingOut.model_validate(b) for b in found],
                               server_time=routine.central.now())
 
@@ -623,7 +624,7 @@ def keys_register(ctx: click.Context, client_ref: str, unit: str, key_number: st
                   holder: str | None, as_name: str | None, as_json: bool) -> None:
     """Record UNIT's key set for CLIENT with its KEY_NUMBER in the key register."""
     with acting(ctx, as_name) as (routine, actor):
-        key_set = routine.register_key_set(client_ref, unit, key_number, actor, holder=holder)
+        key_set = routine.keys.register(client_ref, unit, key_number, actor, holder=holder)
         answer = api.KeySetAnswer(key_set=api.KeySetOut.model_validate(key_set),
                                   server_time=routine.central.now())
     show(answer, as_json, lambda: _print_key_set(answer.key_set))
@@ -637,7 +638,8 @@ def keys_register(ctx: click.Context, client_ref: str, unit: str, key_number: st
 def keys_list(ctx: click.Context, client_ref: str, as_name: str | None, as_json: bool) -> None:
     """CLIENT's key sets held, and the sets the routine requires (section 4)."""
     with acting(ctx, as_name) as (routine, actor):
-        answer = api.keys_answer(routine, client_ref, actor)
+        answer = api.keys_answer(routine.keys.overview(client_ref, actor=actor),
+                                 routine.central.now())
 
     def human() -> None:
         for s in answer.held:
@@ -663,7 +665,7 @@ def keys_return(ctx: click.Context, client_ref: str, unit: str, signed_by: str,
                 holder: str | None, as_name: str | None, as_json: bool) -> None:
     """Hand UNIT's key sets back to CLIENT against a signed key receipt."""
     with acting(ctx, as_name) as (routine, actor):
-        receipt = routine.return_keys(client_ref, unit, signed_by, actor, holder=holder)
+        receipt = routine.keys.return_keys(client_ref, unit, signed_by, actor, holder=holder)
         answer = api.ReceiptAnswer(receipt=api.ReceiptOut.model_validate(receipt),
                                    server_time=routine.central.now())
     show(answer, as_json, lambda: click.echo(
@@ -680,9 +682,8 @@ def keys_unbound(ctx: click.Context, key_number: str, as_name: str | None,
                  as_json: bool) -> None:
     """Whether no client has KEY_NUMBER bound in the key register (the 2b.9 check)."""
     with acting(ctx, as_name) as (routine, actor):
-        api.require_reader(actor)
         answer = api.UnboundAnswer(key_number=key_number,
-                                   unbound=routine.key_number_unbound(key_number),
+                                   unbound=routine.keys.unbound(key_number, actor=actor),
                                    server_time=routine.central.now())
     show(answer, as_json, lambda: click.echo(
         f"{key_number}: {'unbound' if answer.unbound else 'bound to a client'}"))
@@ -700,7 +701,7 @@ def keys_emergency(ctx: click.Context, client_ref: str, unit: str, reason: str,
                    lock_unavailable: bool, as_name: str | None, as_json: bool) -> None:
     """Record that UNIT used its physical key at CLIENT in an emergency."""
     with acting(ctx, as_name) as (routine, actor):
-        use = routine.record_emergency_key_use(client_ref, unit, reason, actor,
+        use = routine.keys.record_emergency_use(client_ref, unit, reason, actor,
                                                lock_available=not lock_unavailable)
         answer = api.KeyUseAnswer(key_use=api.KeyUseOut.model_validate(use),
                                   server_time=routine.central.now())
@@ -736,7 +737,7 @@ def tags_issue(ctx: click.Context, uid: str, client_ref: str, provider_unit: str
         unit = provider_unit or actor.unit
         if unit is None:
             raise CliError("give --provider-unit: the acting principal has no unit", EXIT_USAGE)
-        tag = routine.issue_tag(uid, client_ref, unit, actor)
+        tag = routine.tags.issue(uid, client_ref, unit, actor)
         answer = api.TagAnswer(tag=api.TagOut.model_validate(tag),
                                server_time=routine.central.now())
     show(answer, as_json, lambda: _print_tag(answer.tag))
@@ -750,7 +751,7 @@ def tags_issue(ctx: click.Context, uid: str, client_ref: str, provider_unit: str
 def tags_down(ctx: click.Context, uid: str, as_name: str | None, as_json: bool) -> None:
     """Record that staff took tag UID down (the lock is installed)."""
     with acting(ctx, as_name) as (routine, actor):
-        answer = api.TagAnswer(tag=api.TagOut.model_validate(routine.tag_taken_down(uid, actor)),
+        answer = api.TagAnswer(tag=api.TagOut.model_validate(routine.tags.taken_down(uid, actor)),
                                server_time=routine.central.now())
     show(answer, as_json, lambda: _print_tag(answer.tag))
 
@@ -771,10 +772,9 @@ def tags_stock(ctx: click.Context, unit: str | None, count: int | None, as_name:
             raise CliError("give the provider UNIT: the acting principal has no unit",
                            EXIT_USAGE)
         if count is None:
-            api.require_reader(actor)
-            now_in_stock = routine.tag_stock(unit)
+                now_in_stock = routine.tags.stock(unit, actor=actor)
         else:
-            now_in_stock = routine.add_tag_stock(unit, count, actor)
+            now_in_stock = routine.tags.add_stock(unit, count, actor)
         answer = api.TagStock(provider_unit=unit, count=now_in_stock,
                               server_time=routine.central.now())
     show(answer, as_json, lambda: click.echo(f"{unit}: {answer.count} NFC tags in stock"))
@@ -795,7 +795,7 @@ def lock_bind(ctx: click.Context, serial: str, client_ref: str, as_name: str | N
               as_json: bool) -> None:
     """Bind lock SERIAL to CLIENT (2a.7: "kopplat till brukaren")."""
     with acting(ctx, as_name) as (routine, actor):
-        routine.bind_lock(serial, client_ref, actor)
+        routine.locks.bind(serial, client_ref, actor)
         answer = api.LockAnswer(serial=serial, client_ref=client_ref,
                                 server_time=routine.central.now())
     show(answer, as_json, lambda: click.echo(f"lock {serial} bound to {client_ref}"))
@@ -809,7 +809,7 @@ def lock_bind(ctx: click.Context, serial: str, client_ref: str, as_name: str | N
 def lock_unbind(ctx: click.Context, serial: str, as_name: str | None, as_json: bool) -> None:
     """Unbind lock SERIAL from its client (2b.8: "frånkopplat brukaren")."""
     with acting(ctx, as_name) as (routine, actor):
-        routine.unbind_lock(serial, actor)
+        routine.locks.unbind(serial, actor)
         answer = api.LockAnswer(serial=serial, client_ref=None,
                                 server_time=routine.central.now())
     show(answer, as_json, lambda: click.echo(f"lock {serial} unbound"))
@@ -841,7 +841,7 @@ def lock_enrol(ctx: click.Context, serial: str, secret_hex: str | None, generate
             raise CliError(f"--secret: {proofs.SECRET_BYTES * 2} hex digits "
                            f"({proofs.SECRET_BYTES} bytes)", EXIT_USAGE)
     with acting(ctx, as_name) as (routine, actor):
-        routine.enrol_lock(serial, secret, actor)
+        routine.locks.enrol(serial, secret, actor)
         # The generated secret is shown here once (this CLI's output only, never the API).
         answer = LockEnrolled(serial=serial, secret_hex=secret.hex() if generate else None,
                               server_time=routine.central.now())
@@ -869,7 +869,7 @@ def lock_verifications(ctx: click.Context, serial: str | None, job_id: int | Non
                        as_name: str | None, as_json: bool) -> None:
     """The centre's verdicts on lock proofs from fitters' agents, oldest first."""
     with acting(ctx, as_name) as (routine, actor):
-        found = routine.lock_verifications(actor, serial=serial, job_id=job_id)
+        found = routine.locks.verifications(actor, serial=serial, job_id=job_id)
         answer = api.LockVerifications(
             verifications=[api.LockVerificationOut.model_validate(v) for v in found],
             server_time=routine.central.now())
@@ -901,9 +901,8 @@ def alerts_cmd(ctx: click.Context, today: str | None, no_visit_hours: float,
                as_name: str | None, as_json: bool) -> None:
     """What someone must act on now, most severe first."""
     with acting(ctx, as_name) as (routine, actor):
-        api.require_reader(actor)
         day = _date_or_today(today, routine)
-        found = routine.alerts(day, no_visit_hours=no_visit_hours)
+        found = routine.alerts.current(today=day, no_visit_hours=no_visit_hours, actor=actor)
         answer = api.AlertList(today=day, alerts=[api.AlertOut.model_validate(a) for a in found],
                                server_time=routine.central.now())
 
@@ -929,11 +928,10 @@ def report_pending(ctx: click.Context, today: str | None, as_name: str | None,
                    as_json: bool) -> None:
     """Requested installs not yet done, with their age in Swedish working days."""
     with acting(ctx, as_name) as (routine, actor):
-        api.require_reader(actor)
         day = _date_or_today(today, routine)
         answer = api.PendingInstalls(
             today=day, installs=[api.PendingInstallOut.model_validate(p)
-                                 for p in routine.pending_installs(day)],
+                                 for p in routine.reports.pending_installs(today=day, actor=actor)],
             server_time=routine.central.now())
 
     def human() -> None:
@@ -956,10 +954,10 @@ def report_removals(ctx: click.Context, today: str | None, as_name: str | None,
                     as_json: bool) -> None:
     """Locks to remove, by due date (14 days after the last implementation ended)."""
     with acting(ctx, as_name) as (routine, actor):
-        api.require_reader(actor)
         day = _date_or_today(today, routine)
         answer = api.Removals(today=day, removals=[api.RemovalOut.model_validate(r)
-                                                   for r in routine.removals(day)],
+                                                   for r in routine.reports.removals(today=day,
+                                                                                     actor=actor)],
                               server_time=routine.central.now())
 
     def human() -> None:
@@ -981,9 +979,9 @@ def report_client_status(ctx: click.Context, client: str | None, as_name: str | 
                          as_json: bool) -> None:
     """Per client: lock status, services, NFC tags, key sets held against required."""
     with acting(ctx, as_name) as (routine, actor):
-        api.require_reader(actor)
         answer = api.ClientStatuses(clients=[api.ClientStatusOut.model_validate(c)
-                                             for c in routine.client_status(client)],
+                                             for c in routine.reports.client_status(client,
+                                                                                    actor=actor)],
                                     server_time=routine.central.now())
 
     def human() -> None:
@@ -1008,12 +1006,11 @@ def report_visits(ctx: click.Context, start: str | None, end: str | None, as_nam
                   as_json: bool) -> None:
     """Visits per client by registration method (NFC tag or lock)."""
     with acting(ctx, as_name) as (routine, actor):
-        api.require_reader(actor)
         first, last = _date(start, routine), _date(end, routine)
         answer = api.VisitsByMethod(
             start=first, end=last,
             clients=[api.VisitMethodsOut.model_validate(v)
-                     for v in routine.visits_by_method(start=first, end=last)],
+                     for v in routine.reports.visits_by_method(start=first, end=last, actor=actor)],
             server_time=routine.central.now())
 
     def human() -> None:

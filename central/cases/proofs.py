@@ -273,7 +273,7 @@ class LockProofs:
         rs = self.routine
         fitter = self._fitter(device, data.fitter)
         try:
-            job = rs.job(data.job_id)
+            job = rs.binder.job(data.job_id, actor=fitter)
         except UnknownRecord as exc:
             raise Refused(f"no job {data.job_id} in the binder") from exc
         if job.done_at is not None:
@@ -300,21 +300,21 @@ class LockProofs:
                 raise Refused(f"lock {proof.serial} is not the job's lock "
                               f"({', '.join(bound_serials)})")
             if not bound_serials:
-                rs.bind_lock(str(proof.serial), job.client_ref, fitter)
+                rs.locks.bind(str(proof.serial), job.client_ref, fitter)
         elif name == "lock_unbound_from_client":
             proof = self._proof(data, job.id, bound=False, client=None)
             if proof.serial not in bound_serials:
                 raise Refused(f"lock {proof.serial} is not bound to client {job.client_ref} "
                               "in the lock records")
-            rs.unbind_lock(str(proof.serial), fitter)
+            rs.locks.unbind(str(proof.serial), fitter)
         elif name == "keys_returned_receipt_signed":
             self._return_keys(job.client_ref, data.signed_by, fitter)
         elif name == "job_marked_done":
             if job.kind is JobKind.INSTALL:
-                rs.act(job.case_id, "install_lock", None, fitter,
+                rs.cases.act(job.case_id, "install_lock", None, fitter,
                        checks=("knob_labelled_with_key_number", "job_marked_done"))
             else:
-                rs.act(job.case_id, "remove_lock", None, fitter,
+                rs.cases.act(job.case_id, "remove_lock", None, fitter,
                        checks=("door_restored_with_original_knob", "job_marked_done"))
         # knob_labelled_with_key_number, door_restored_with_original_knob: ticked on site,
         # applied with the job_marked_done step.
@@ -326,7 +326,7 @@ class LockProofs:
             raise Refused(f"{device.name} is not enrolled to fitter {name}: only a device "
                           f"enrolled to {name} ticks {name}'s checkpoints")
         try:
-            fitter = self.routine.principal(name)
+            fitter = self.routine.principals.get(name)
         except UnknownRecord as exc:
             raise Refused(f"no enrolled fitter named {name!r}") from exc
         if fitter.role != Role.FITTER:
@@ -364,7 +364,7 @@ class LockProofs:
         returned = 0
         for unit in ALARM_KEY_UNITS:
             try:
-                self.routine.return_keys(client, KeyUnit(unit), signed_by, fitter)
+                self.routine.keys.return_keys(client, KeyUnit(unit), signed_by, fitter)
                 returned += 1
             except NoKeysBound:
                 continue

@@ -115,7 +115,7 @@ class SunAuthority:
     # --- settings ----------------------------------------------------------------------------
 
     def url_base(self) -> str:
-        with self.routine._read() as conn:
+        with self.routine.core.read() as conn:
             return self._url_base(conn)
 
     def _url_base(self, conn: Connection) -> str:
@@ -123,18 +123,18 @@ class SunAuthority:
 
     def set_url_base(self, value: str) -> str:
         value = check_url_base(value)
-        with self.routine._write() as conn:
+        with self.routine.core.write() as conn:
             settings.put(conn, URL_BASE_SETTING, value, self.routine.central.now())
         log.info("SUN URL base set to %s (for tags provisioned from now on)", value)
         return value
 
     def policy(self) -> PolicyState:
-        with self.routine._read() as conn:
+        with self.routine.core.read() as conn:
             return self._policy(conn)
 
     def set_policy(self, value: str) -> PolicyState:
         value = check_policy(value)
-        with self.routine._write() as conn:
+        with self.routine.core.write() as conn:
             settings.put(conn, POLICY_SETTING, value, self.routine.central.now())
             state = self._policy(conn)
         log.info("tag policy set to %s (agents are told %s)", value, state.effective)
@@ -164,12 +164,12 @@ class SunAuthority:
 
     def rotate(self) -> int:
         """A new master key version: new provisioning uses it; tags keep theirs."""
-        with self.routine._write() as conn:
+        with self.routine.core.write() as conn:
             tagkeys.newest(conn, self.routine.central.now())  # version 1 first, if none
             return tagkeys.rotate(conn, self.routine.central.now())
 
     def key_versions(self) -> list[KeyVersion]:
-        with self.routine._read() as conn:
+        with self.routine.core.read() as conn:
             return tagkeys.versions(conn)
 
     # --- keys for agents -----------------------------------------------------------------------
@@ -179,7 +179,7 @@ class SunAuthority:
         if not senders.may_push(device):
             raise access_denied(device)
         g = t.nfc_tags.c
-        with self.routine._read() as conn:
+        with self.routine.core.read() as conn:
             policy = self._policy(conn).effective
             found = [] if device.unit is None else conn.execute(
                 sa.select(g.uid, g.key_version)
@@ -200,7 +200,7 @@ class SunAuthority:
         key, client = _sun_uid(uid), refdata.client_ref(client_ref)
         access.require_role(actor, (Role.PROVIDER,), "provision NFC tags")
         now = self.routine.central.now()
-        with self.routine._write() as conn:
+        with self.routine.core.write() as conn:
             tag = _tag_row(conn, key)
             unit = self._unit(conn, actor, tag, client)
             self._check_provisionable(conn, key, client, tag)
@@ -227,7 +227,7 @@ class SunAuthority:
         access.require_role(actor, (Role.PROVIDER,), "provision NFC tags")
         now = self.routine.central.now()
         try:
-            with self.routine._write() as conn:
+            with self.routine.core.write() as conn:
                 answer = self._confirm(conn, key, sun_url, actor, now)
         except IntegrityError:  # issued by another process between check and insert
             raise TagNotIssuable(f"tag {key} was just issued elsewhere; use another") from None
@@ -250,7 +250,7 @@ class SunAuthority:
             _check_fresh(conn, key, reading, version)  # the same keys: no counter restart
         suncheck.set_counter(conn, key, reading.counter, now)
         if tag is None:
-            self.routine.issue_on(conn, key, client, pending.provider_unit, actor, now)
+            self.routine.tags.issue_on(conn, key, client, pending.provider_unit, actor, now)
         g = t.nfc_tags.c
         conn.execute(sa.update(t.nfc_tags).where(g.uid == key)
                      .values(key_version=version, updated_at=now, updated_by=actor.name))
@@ -292,7 +292,7 @@ class SunAuthority:
 
     def _check_provisionable(self, conn: Connection, key: str, client: str, tag: Any) -> None:
         """The routine's tag lifecycle: TagNotIssuable with the reason and what to do."""
-        self.routine.check_tag_client(conn, client)
+        self.routine.tags.check_client(conn, client)
         if tag is not None:
             if tag.client_ref != client:
                 raise TagNotIssuable(

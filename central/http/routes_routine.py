@@ -33,9 +33,7 @@ from typing import (
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import ConfigDict, Field
 
-from central.cases import access
 from central.cases.alerts import Alert
-from central.cases.errors import AccessDenied, CaseError
 from central.cases.proofs import LockVerification, checkpoints_of
 from central.cases.reports import ClientStatus, PendingInstall, Removal, VisitMethods
 from central.cases.store import RoutineStore
@@ -58,9 +56,11 @@ from central.http.dependencies import DeviceDep, StoreDep, require_json
 from central.http.middleware import require_protocol
 from central.http.problems import AUTHED, WITH_BODY, RoutineProblem, problem_responses
 from central.http.routes_admin import Key, Ref
+from central.services.binder import JobAtTheDoor
+from central.services.keys import KeysOverview
 from central.storable import MAX_INT64
 from routine import texts
-from routine.flows import FACTS, Action, Flow, Role, machine
+from routine.flows import FACTS, Action, Flow, machine
 from routine.keys import KeyUnit
 from sync.protocol import Answer, AwareDatetime, FitterJob, JobsPage, Model
 
@@ -456,53 +456,25 @@ def documentation_answer(client_ref: str, found: list[DocumentationText],
                                server_time=now)
 
 
-def keys_answer(routine: RoutineStore, client_ref: str, actor: access.Actor) -> KeysAnswer:
+def keys_answer(found: KeysOverview, now: datetime) -> KeysAnswer:
     """The client's key sets held and returned, against the sets the routine requires."""
-    access.require_routine_principal(actor)
-    sets = routine.key_sets(client_ref)
-    required = routine.required_key_sets(client_ref)
-    held = [s for s in sets if s.bound]
-    missing = {unit: n - sum(s.unit is unit for s in held) for unit, n in required.items()
-               if n > sum(s.unit is unit for s in held)}
-    return KeysAnswer(client_ref=client_ref,
-                      held=[KeySetOut.model_validate(s) for s in held],
-                      returned=[KeySetOut.model_validate(s) for s in sets if not s.bound],
-                      required=required, missing=missing, server_time=routine.central.now())
+    return KeysAnswer(client_ref=found.client_ref,
+                      held=[KeySetOut.model_validate(s) for s in found.held],
+                      returned=[KeySetOut.model_validate(s) for s in found.returned],
+                      required=found.required, missing=found.missing, server_time=now)
 
 
-def schedule_for(routine: RoutineStore, actor: access.Actor, *, fitter: str | None = None,
-                 day: date | None = None) -> list[Booking]:
-    """The alarm group's shared schedule: its administrators' and fitters' to read."""
-    access.require_alarm_group(actor, routine.units, "read the shared schedule",
-                               (Role.ALARM_ADMIN, Role.FITTER))
-    return routine.schedule(fitter=fitter, day=day)
-
-
-def jobs_for(routine: RoutineStore, actor: access.Actor, fitter: str | None = None) -> list[Job]:
-    """A fitter's own open jobs by appointment; an administrator names the fitter; a
-    device enrolled to a fitter (the fitter's agent) reads that fitter's."""
-    bound = getattr(actor, "fitter", None)
-    if getattr(actor, "role", None) == "device" and bound is not None:
-        if fitter not in (None, bound):
-            raise AccessDenied(f"{actor.name} is enrolled to fitter {bound}: it reads only "
-                               f"{bound}'s jobs, not {fitter}'s")
-        return routine.jobs_for_fitter(bound)
-    access.require_alarm_group(actor, routine.units, "read fitters' jobs",
-                               (Role.ALARM_ADMIN, Role.FITTER))
-    if actor.role == Role.FITTER:
-        if fitter not in (None, actor.name):
-            raise AccessDenied(f"{access.who(actor)} may read only their own jobs, not "
-                               f"{fitter}'s")
-        return routine.jobs_for_fitter(actor.name)
-    if fitter is None:
-        raise CaseError(f"{access.who(actor)} is no fitter: name the fitter whose jobs to "
-                        "read (fitter=NAME)")
-    return routine.jobs_for_fitter(fitter)
-
-
-def require_reader(actor: access.Actor) -> None:
-    """Alerts, reports, key sets, tag stock: for the routine's principals, not field agents."""
-    access.require_routine_principal(actor)
+def fitter_jobs(found: list[JobAtTheDoor]) -> list[FitterJob]:
+    """Jobs as the fitter's agent takes them to the door."""
+    return [FitterJob(job_id=f.job.id, case_id=f.job.case_id, kind=f.job.kind.value,
+                         client_ref=f.job.client_ref, lock_serial=f.lock_serial,
+                         key_numbers=f.key_numbers,
+                         booked_start=f.job.booking.start if f.job.booking else None,
+                         booked_end=f.job.booking.end if f.job.booking else None,
+                         status=("done" if f.job.done_at is not None
+                                 else "booked" if f.job.booking is not None else "open"),
+                         checkpoints=list(checkpoints_of(f.job.kind)), done=f.done)
+            for f in found]
 
 
 # --- the routes ---------------------------------------------------------------------------------
@@ -534,7 +506,7 @@ RoutineDep = Annotated[RoutineStore, Depends(get_routine)]
              dependencies=JSON)
 def open_case(body: OpenCase, actor: DeviceDep, routine: RoutineDep) -> CaseAnswer:
     """Open a case of flow 2a/2b (an assessor) or 3a/3b (an alarm administrator)."""
-    case = routine.open_case(body.flow, body.client_ref, actor,
+    case = routine.cases.open(body.flow, body.client_ref, actor,
                              provider_unit=body.provider_unit,
                              assessor_unit=body.assessor_unit, note=body.note)
     return CaseAnswer(case=case_out(case), server_time=routine.central.now())
@@ -548,7 +520,7 @@ def list_cases(
     = None,
 ) -> CaseList:
     """The cases the principal may see (its unit's, or the alarm group's), oldest first."""
-    found = routine.cases(client_ref=client, flow=flow, open_only=bool(open_), actor=actor)
+    found = routine.cases.find(client_ref=client, flow=flow, open_only=bool(open_), actor=actor)
     if open_ is False:
         found = [c for c in found if not c.open]
     return CaseList(cases=[case_out(c) for c in found], server_time=routine.central.now())
@@ -557,7 +529,7 @@ def list_cases(
 @router.get("/cases/{case_id}", response_model=CaseAnswer, responses=READ)
 def show_case(case_id: Id, actor: DeviceDep, routine: RoutineDep) -> CaseAnswer:
     """One case with its audit trail (``steps``) and the actions allowed now (``allowed``)."""
-    return CaseAnswer(case=case_out(routine.case(case_id, actor=actor)),
+    return CaseAnswer(case=case_out(routine.cases.get(case_id, actor=actor)),
                       server_time=routine.central.now())
 
 
@@ -570,9 +542,9 @@ def take_action(case_id: Id, body: TakeAction, actor: DeviceDep,
     409 names the state and the actions allowed there when the routine refuses it.
     Booking steps are taken by booking the case's job (``/v1/binder/{job_id}/booking``).
     """
-    step = routine.act(case_id, body.action, body.answer, actor, note=body.note,
+    step = routine.cases.act(case_id, body.action, body.answer, actor, note=body.note,
                        checks=body.checks)
-    return StepAnswer(step=step_out(step), case=case_out(routine.case(case_id)),
+    return StepAnswer(step=step_out(step), case=case_out(routine.cases.get(case_id, actor=actor)),
                       server_time=routine.central.now())
 
 
@@ -583,7 +555,7 @@ def take_action(case_id: Id, body: TakeAction, actor: DeviceDep,
             responses=READ)
 def documentation(client_ref: Key, actor: DeviceDep, routine: RoutineDep) -> DocumentationAnswer:
     """The verbatim texts to paste into the case system for the client, oldest first."""
-    found = routine.documentation(client_ref, actor=actor)
+    found = routine.cases.documentation(client_ref, actor=actor)
     return documentation_answer(client_ref, found, routine.central.now())
 
 
@@ -592,7 +564,7 @@ def documentation(client_ref: Key, actor: DeviceDep, routine: RoutineDep) -> Doc
 def implementations(client_ref: Key, actor: DeviceDep,
                     routine: RoutineDep) -> ImplementationList:
     """The client's implementations (verkställigheter), running and ended."""
-    found = routine.implementations(client_ref, actor=actor)
+    found = routine.implementations.of_client(client_ref, actor=actor)
     return ImplementationList(
         client_ref=client_ref,
         implementations=[ImplementationOut.model_validate(i) for i in found],
@@ -604,7 +576,7 @@ def implementations(client_ref: Key, actor: DeviceDep,
 def start_implementation(client_ref: Key, body: StartImplementation, actor: DeviceDep,
                          store: StoreDep, routine: RoutineDep) -> ImplementationAnswer:
     """Record that a unit delivers a service to the client (home care: its provider)."""
-    started = routine.start_implementation(client_ref, body.kind, body.unit,
+    started = routine.implementations.start(client_ref, body.kind, body.unit,
                                            body.started_on or store.today(), actor)
     return ImplementationAnswer(implementation=ImplementationOut.model_validate(started),
                                 server_time=store.now())
@@ -616,7 +588,7 @@ def end_implementation(client_ref: Key, kind: ImplementationKind, body: EndImple
                        actor: DeviceDep, store: StoreDep,
                        routine: RoutineDep) -> ImplementationAnswer:
     """End the client's running implementation of ``kind`` (starts the 14-day clock)."""
-    ended = routine.end_implementation(client_ref, kind, body.ended_on or store.today(), actor)
+    ended = routine.implementations.end(client_ref, kind, body.ended_on or store.today(), actor)
     return ImplementationAnswer(implementation=ImplementationOut.model_validate(ended),
                                 server_time=store.now())
 
@@ -628,7 +600,7 @@ def end_implementation(client_ref: Key, kind: ImplementationKind, body: EndImple
 def inbox(actor: DeviceDep, routine: RoutineDep,
           include_handled: bool = False) -> InboxList:
     """The alarm group's "Digitala LÅS" messages (unhandled only, unless asked)."""
-    found = routine.inbox(actor, include_handled=include_handled)
+    found = routine.inbox.messages(actor, include_handled=include_handled)
     return InboxList(messages=[MessageOut.model_validate(m) for m in found],
                      server_time=routine.central.now())
 
@@ -636,7 +608,7 @@ def inbox(actor: DeviceDep, routine: RoutineDep,
 @router.post("/inbox/{message_id}/handled", response_model=MessageAnswer, responses=ACT)
 def handle_message(message_id: Id, actor: DeviceDep, routine: RoutineDep) -> MessageAnswer:
     """Mark a message handled (taking the case's next step does so too)."""
-    message = routine.handle_inbox(message_id, actor)
+    message = routine.inbox.handle(message_id, actor)
     return MessageAnswer(message=MessageOut.model_validate(message),
                          server_time=routine.central.now())
 
@@ -648,7 +620,7 @@ def binder(
     fitter: Ref = None,
 ) -> JobList:
     """The fitters' jobs with their bookings, oldest first."""
-    found = routine.binder(actor, kind=kind, open_only=open_, fitter=fitter)
+    found = routine.binder.jobs(actor, kind=kind, open_only=open_, fitter=fitter)
     return JobList(jobs=[JobOut.model_validate(j) for j in found],
                    server_time=routine.central.now())
 
@@ -656,7 +628,7 @@ def binder(
 @router.get("/binder/{job_id}", response_model=JobAnswer, responses=READ)
 def job(job_id: Id, actor: DeviceDep, routine: RoutineDep) -> JobAnswer:
     """One job of the binder, with its booking."""
-    return JobAnswer(job=JobOut.model_validate(routine.job(job_id, actor=actor)),
+    return JobAnswer(job=JobOut.model_validate(routine.binder.job(job_id, actor=actor)),
                      server_time=routine.central.now())
 
 
@@ -665,7 +637,8 @@ def job(job_id: Id, actor: DeviceDep, routine: RoutineDep) -> JobAnswer:
 def book(job_id: Id, body: Book, actor: DeviceDep, routine: RoutineDep) -> BookingAnswer:
     """Book the job for a fitter in the shared schedule (the case's booking step); again to
     move it. 409 when the fitter's bookings overlap."""
-    booking = routine.book(job_id, body.fitter, body.start, body.end, actor, note=body.note)
+    booking = routine.schedule.book(job_id, body.fitter, body.start, body.end, actor,
+                                    note=body.note)
     return BookingAnswer(booking=BookingOut.model_validate(booking),
                          server_time=routine.central.now())
 
@@ -675,7 +648,7 @@ def schedule(actor: DeviceDep, routine: RoutineDep, fitter: Ref = None,
              day: Annotated[date | None, Query(description="local day, YYYY-MM-DD")] = None,
              ) -> Schedule:
     """The alarm group's shared schedule: live bookings by start."""
-    found = schedule_for(routine, actor, fitter=fitter, day=day)
+    found = routine.schedule.bookings(actor=actor, fitter=fitter, day=day)
     return Schedule(bookings=[BookingOut.model_validate(b) for b in found],
                     server_time=routine.central.now())
 
@@ -686,19 +659,9 @@ def jobs(actor: DeviceDep, routine: RoutineDep, fitter: Ref = None) -> JobsPage:
     administrator names the fitter): references only, with the checkpoints to tick and
     those ticked already. The fitter's agent authenticates with the token of a device
     enrolled to the fitter ('device add NAME --fitter FITTER')."""
-    return JobsPage(jobs=fitter_jobs(routine, jobs_for(routine, actor, fitter)),
+    return JobsPage(jobs=fitter_jobs(routine.binder.at_the_door(
+        routine.binder.for_fitter(actor, fitter), actor=actor)),
                     server_time=routine.central.now())
-
-
-def fitter_jobs(routine: RoutineStore, found: list[Job]) -> list[FitterJob]:
-    return [FitterJob(job_id=j.id, case_id=j.case_id, kind=j.kind.value,
-                      client_ref=j.client_ref, lock_serial=serial, key_numbers=numbers,
-                      booked_start=j.booking.start if j.booking else None,
-                      booked_end=j.booking.end if j.booking else None,
-                      status=("done" if j.done_at is not None
-                              else "booked" if j.booking is not None else "open"),
-                      checkpoints=list(checkpoints_of(j.kind)), done=done)
-            for j, serial, numbers, done in routine.fitter_jobs(found)]
 
 
 class LockVerificationOut(ValueOut):
@@ -719,7 +682,7 @@ def lock_verifications(actor: DeviceDep, routine: RoutineDep,
                        ) -> LockVerifications:
     """Verdicts on the lock proofs fitters' agents pushed (verified, forged, unknown_lock,
     no_proof, invalid), oldest first. Admin or alarm administrator."""
-    found = routine.lock_verifications(actor, serial=serial, job_id=job)
+    found = routine.locks.verifications(actor, serial=serial, job_id=job)
     return LockVerifications(verifications=[LockVerificationOut.model_validate(v)
                                             for v in found],
                              server_time=routine.central.now())
@@ -733,7 +696,7 @@ def lock_verifications(actor: DeviceDep, routine: RoutineDep,
 def register_keys(client_ref: Key, body: RegisterKeys, actor: DeviceDep,
                   routine: RoutineDep) -> KeySetAnswer:
     """Record a set of physical keys with its key number in the key register (Axsor)."""
-    key_set = routine.register_key_set(client_ref, body.unit, body.key_number, actor,
+    key_set = routine.keys.register(client_ref, body.unit, body.key_number, actor,
                                        holder=body.holder)
     return KeySetAnswer(key_set=KeySetOut.model_validate(key_set),
                         server_time=routine.central.now())
@@ -742,7 +705,7 @@ def register_keys(client_ref: Key, body: RegisterKeys, actor: DeviceDep,
 @router.get("/clients/{client_ref}/keys", response_model=KeysAnswer, responses=READ)
 def keys(client_ref: Key, actor: DeviceDep, routine: RoutineDep) -> KeysAnswer:
     """The key sets held for the client and the sets the routine requires (section 4)."""
-    return keys_answer(routine, client_ref, actor)
+    return keys_answer(routine.keys.overview(client_ref, actor=actor), routine.central.now())
 
 
 @router.post("/clients/{client_ref}/keys/return", response_model=ReceiptAnswer,
@@ -750,7 +713,7 @@ def keys(client_ref: Key, actor: DeviceDep, routine: RoutineDep) -> KeysAnswer:
 def return_keys(client_ref: Key, body: ReturnKeys, actor: DeviceDep,
                 routine: RoutineDep) -> ReceiptAnswer:
     """Hand a unit's key sets back to the client against a signed key receipt."""
-    receipt = routine.return_keys(client_ref, body.unit, body.signed_by, actor,
+    receipt = routine.keys.return_keys(client_ref, body.unit, body.signed_by, actor,
                                   holder=body.holder)
     return ReceiptAnswer(receipt=ReceiptOut.model_validate(receipt),
                          server_time=routine.central.now())
@@ -759,9 +722,8 @@ def return_keys(client_ref: Key, body: ReturnKeys, actor: DeviceDep,
 @router.get("/keys/{key_number}/unbound", response_model=UnboundAnswer, responses=READ)
 def key_unbound(key_number: Key, actor: DeviceDep, routine: RoutineDep) -> UnboundAnswer:
     """Whether no client has the key number bound in the key register (2b.9, 3b.7)."""
-    require_reader(actor)
     return UnboundAnswer(key_number=key_number,
-                         unbound=routine.key_number_unbound(key_number),
+                         unbound=routine.keys.unbound(key_number, actor=actor),
                          server_time=routine.central.now())
 
 
@@ -770,7 +732,7 @@ def key_unbound(key_number: Key, actor: DeviceDep, routine: RoutineDep) -> Unbou
 def emergency_key_use(client_ref: Key, body: EmergencyKeyUse, actor: DeviceDep,
                       routine: RoutineDep) -> KeyUseAnswer:
     """Record a physical key used in an emergency (4.4), with what happened."""
-    use = routine.record_emergency_key_use(client_ref, body.unit, body.reason, actor,
+    use = routine.keys.record_emergency_use(client_ref, body.unit, body.reason, actor,
                                            lock_available=body.lock_available)
     return KeyUseAnswer(key_use=KeyUseOut.model_validate(use), server_time=routine.central.now())
 
@@ -782,29 +744,28 @@ def emergency_key_use(client_ref: Key, body: EmergencyKeyUse, actor: DeviceDep,
              dependencies=JSON)
 def issue_tag(body: IssueTag, actor: DeviceDep, routine: RoutineDep) -> TagAnswer:
     """Issue an NFC tag from the provider's stock to a client waiting for a lock (section 5)."""
-    tag = routine.issue_tag(body.uid, body.client_ref, body.provider_unit, actor)
+    tag = routine.tags.issue(body.uid, body.client_ref, body.provider_unit, actor)
     return TagAnswer(tag=TagOut.model_validate(tag), server_time=routine.central.now())
 
 
 @router.post("/tags/{uid}/taken-down", response_model=TagAnswer, responses=ACT)
 def tag_taken_down(uid: Key, actor: DeviceDep, routine: RoutineDep) -> TagAnswer:
     """Staff took the tag down (the lock is installed); agents stop accepting it."""
-    tag = routine.tag_taken_down(uid, actor)
+    tag = routine.tags.taken_down(uid, actor)
     return TagAnswer(tag=TagOut.model_validate(tag), server_time=routine.central.now())
 
 
 @router.get("/tag-stock/{unit}", response_model=TagStock, responses=READ)
 def tag_stock(unit: Key, actor: DeviceDep, routine: RoutineDep) -> TagStock:
     """How many NFC tags the provider unit has in stock."""
-    require_reader(actor)
-    return TagStock(provider_unit=unit, count=routine.tag_stock(unit),
+    return TagStock(provider_unit=unit, count=routine.tags.stock(unit, actor=actor),
                     server_time=routine.central.now())
 
 
 @router.post("/tag-stock/{unit}", response_model=TagStock, responses=WRITE, dependencies=JSON)
 def add_tag_stock(unit: Key, body: AddStock, actor: DeviceDep, routine: RoutineDep) -> TagStock:
     """Add tags to the provider unit's stock; answers the stock now."""
-    count = routine.add_tag_stock(unit, body.count, actor)
+    count = routine.tags.add_stock(unit, body.count, actor)
     return TagStock(provider_unit=unit, count=count, server_time=routine.central.now())
 
 
@@ -812,7 +773,7 @@ def add_tag_stock(unit: Key, body: AddStock, actor: DeviceDep, routine: RoutineD
              dependencies=JSON)
 def bind_lock(serial: Key, body: BindLock, actor: DeviceDep, routine: RoutineDep) -> LockAnswer:
     """Bind a lock to the client in the lock records (2a.7); agents learn it by sync."""
-    routine.bind_lock(serial, body.client_ref, actor)
+    routine.locks.bind(serial, body.client_ref, actor)
     return LockAnswer(serial=serial, client_ref=body.client_ref,
                       server_time=routine.central.now())
 
@@ -820,7 +781,7 @@ def bind_lock(serial: Key, body: BindLock, actor: DeviceDep, routine: RoutineDep
 @router.post("/locks/{serial}/unbind", response_model=LockAnswer, responses=ACT)
 def unbind_lock(serial: Key, actor: DeviceDep, routine: RoutineDep) -> LockAnswer:
     """Unbind a lock from its client (2b.8, "frånkopplat brukaren i Phoniro")."""
-    routine.unbind_lock(serial, actor)
+    routine.locks.unbind(serial, actor)
     return LockAnswer(serial=serial, client_ref=None, server_time=routine.central.now())
 
 
@@ -833,9 +794,9 @@ Day = Annotated[date | None, Query(description="YYYY-MM-DD; default: the centre'
 def alerts(actor: DeviceDep, routine: RoutineDep, today: Day = None,
            no_visit_hours: Annotated[float, Query(gt=0, le=24 * 31)] = 24) -> AlertList:
     """What someone must act on now, most severe first."""
-    require_reader(actor)
     day = today or routine.central.today()
-    found: list[Alert] = routine.alerts(day, no_visit_hours=no_visit_hours)
+    found: list[Alert] = routine.alerts.current(today=day, no_visit_hours=no_visit_hours,
+                                                actor=actor)
     return AlertList(today=day, alerts=[AlertOut.model_validate(a) for a in found],
                      server_time=routine.central.now())
 
@@ -843,9 +804,8 @@ def alerts(actor: DeviceDep, routine: RoutineDep, today: Day = None,
 @router.get("/reports/pending-installs", response_model=PendingInstalls, responses=READ)
 def pending_installs(actor: DeviceDep, routine: RoutineDep, today: Day = None) -> PendingInstalls:
     """Requested installations not yet done, with their age in Swedish working days."""
-    require_reader(actor)
     day = today or routine.central.today()
-    found: list[PendingInstall] = routine.pending_installs(day)
+    found: list[PendingInstall] = routine.reports.pending_installs(today=day, actor=actor)
     return PendingInstalls(today=day,
                            installs=[PendingInstallOut.model_validate(p) for p in found],
                            server_time=routine.central.now())
@@ -854,9 +814,8 @@ def pending_installs(actor: DeviceDep, routine: RoutineDep, today: Day = None) -
 @router.get("/reports/removals", response_model=Removals, responses=READ)
 def removals(actor: DeviceDep, routine: RoutineDep, today: Day = None) -> Removals:
     """Locks to remove, by due date (14 days after the last implementation ended)."""
-    require_reader(actor)
     day = today or routine.central.today()
-    found: list[Removal] = routine.removals(day)
+    found: list[Removal] = routine.reports.removals(today=day, actor=actor)
     return Removals(today=day, removals=[RemovalOut.model_validate(r) for r in found],
                     server_time=routine.central.now())
 
@@ -864,8 +823,7 @@ def removals(actor: DeviceDep, routine: RoutineDep, today: Day = None) -> Remova
 @router.get("/reports/client-status", response_model=ClientStatuses, responses=READ)
 def client_status(actor: DeviceDep, routine: RoutineDep, client: Ref = None) -> ClientStatuses:
     """Per client: lock status, running services, NFC tags, key sets held and required."""
-    require_reader(actor)
-    found: list[ClientStatus] = routine.client_status(client)
+    found: list[ClientStatus] = routine.reports.client_status(client, actor=actor)
     return ClientStatuses(clients=[ClientStatusOut.model_validate(c) for c in found],
                           server_time=routine.central.now())
 
@@ -877,8 +835,7 @@ def visits_by_method(
     end: Annotated[date | None, Query(description="last day, YYYY-MM-DD")] = None,
 ) -> VisitsByMethod:
     """Visits per client by registration method (NFC tag or lock), days start..end."""
-    require_reader(actor)
-    found: list[VisitMethods] = routine.visits_by_method(start=start, end=end)
+    found: list[VisitMethods] = routine.reports.visits_by_method(start=start, end=end, actor=actor)
     return VisitsByMethod(start=start, end=end,
                           clients=[VisitMethodsOut.model_validate(v) for v in found],
                           server_time=routine.central.now())

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from central.applications import Sweeper
-from central.cases.store import RoutineStore
+from central.services.cases import Cases
 from central.store import CentralStore
 from sync.protocol import PROTOCOL_HEADER, Event
 from tests.central.conftest import SteppingClock
@@ -40,7 +40,7 @@ def world(central_store: CentralStore, central_clock: SteppingClock) -> World:
 def install_batch(world: World, client: str) -> tuple[int, int, list[Event]]:
     """An install job booked for montor-1 and the batch its agent sends for it."""
     case_id, job_id = install_job(world, client)
-    world.rs.enrol_lock(f"PH-{client}", SECRET, world.alarm_admin)
+    world.rs.locks.enrol(f"PH-{client}", SECRET, world.alarm_admin)
     seen = proof(world, f"PH-{client}", bound=True, client=client, job_id=job_id)
     return case_id, job_id, [
         seen, tick(world, job_id, "lock_bound_to_client", verification=seen.event_id),
@@ -49,15 +49,17 @@ def install_batch(world: World, client: str) -> tuple[int, int, list[Event]]:
 
 
 def installs(world: World, case_id: int) -> int:
-    return sum(s.action == "install_lock" for s in world.rs.case(case_id).steps)
+    return sum(s.action == "install_lock" for s in world.rs.cases.get(case_id,
+                                                                      actor=world.admin).steps)
 
 
 def assert_installed_once(world: World, case_id: int, job_id: int) -> None:
-    case = world.rs.case(case_id)
+    case = world.rs.cases.get(case_id, actor=world.admin)
     assert case.state == "installed"
     assert installs(world, case_id) == 1
-    assert [c.outcome for c in world.rs.job_checkpoints(job_id)] == ["applied"] * 3
-    assert [v.verdict for v in world.rs.lock_verifications(world.alarm_admin)] == ["verified"]
+    assert [c.outcome for c in world.rs.binder.checkpoints(job_id,
+                                                           actor=world.admin)] == ["applied"] * 3
+    assert [v.verdict for v in world.rs.locks.verifications(world.alarm_admin)] == ["verified"]
     assert world.central.pending_applications() == []
 
 
@@ -65,27 +67,27 @@ def test_an_apply_that_fails_once_leaves_nothing_half_done(world: World,
                                                            monkeypatch: pytest.MonkeyPatch
                                                            ) -> None:
     case_id, job_id, batch = install_batch(world, "K-ONCE")
-    real_act = RoutineStore.act
+    real_act = Cases.act
     failures = []
 
-    def act_then_fail(self: RoutineStore, *args: Any, **kwargs: Any) -> Any:
+    def act_then_fail(self: Cases, *args: Any, **kwargs: Any) -> Any:
         step = real_act(self, *args, **kwargs)  # the step and its effects are written...
         if not failures:
             failures.append(step)
             raise RuntimeError("disk on fire")  # ...then the application fails
         return step
 
-    monkeypatch.setattr(RoutineStore, "act", act_then_fail)
+    monkeypatch.setattr(Cases, "act", act_then_fail)
     stored = world.central.ingest(world.fitter_agent, batch, None)
     assert stored.stored == [e.event_id for e in batch]  # stored whatever apply does
 
     # The step ran and was rolled back with everything of that application.
     assert len(failures) == 1
-    assert world.rs.case(case_id).state == "installation_booked"
+    assert world.rs.cases.get(case_id, actor=world.admin).state == "installation_booked"
     assert installs(world, case_id) == 0
-    assert [c.checkpoint for c in world.rs.job_checkpoints(job_id)] == [
+    assert [c.checkpoint for c in world.rs.binder.checkpoints(job_id, actor=world.admin)] == [
         "lock_bound_to_client", "knob_labelled_with_key_number"]
-    assert world.rs.job(job_id).done_at is None
+    assert world.rs.binder.job(job_id, actor=world.admin).done_at is None
     [left] = world.central.pending_applications()
     assert left.event_id == batch[-1].event_id
     assert left.attempts == 1 and "RuntimeError: disk on fire" in str(left.last_error)
@@ -113,7 +115,7 @@ def test_a_devices_later_events_wait_behind_its_failing_one(world: World,
     pending = world.central.pending_applications()
     assert [p.event_id for p in pending] == [e.event_id for e in batch]  # none skipped ahead
     assert [p.attempts for p in pending] == [1, 0, 0, 0]
-    assert world.rs.job_checkpoints(job_id) == []
+    assert world.rs.binder.checkpoints(job_id, actor=world.admin) == []
     monkeypatch.setattr(proofs, "verify", real_verify)
     result = world.central.apply_pending()
     assert (result.applied, result.failed, result.waiting) == (4, 0, 0)
@@ -219,8 +221,8 @@ def test_a_centre_killed_between_ingest_and_apply_applies_at_restart(
     assert len(world.central.events(kind="job.checkpoint")) == 3
     assert [p.event_id for p in world.central.pending_applications()] == [
         e.event_id for e in batch]
-    assert world.rs.case(case_id).state == "installation_booked"
-    assert world.rs.lock_verifications(world.alarm_admin) == []
+    assert world.rs.cases.get(case_id, actor=world.admin).state == "installation_booked"
+    assert world.rs.locks.verifications(world.alarm_admin) == []
 
     # The real centre's start-up sweep applies them before it serves.
     centre, url = _start(processes, lambda port: [

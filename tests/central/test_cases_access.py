@@ -29,6 +29,7 @@ from tests.central.conftest import SteppingClock
 from tests.central.test_cases_world import ALARM, NORD, SYD, Do, World
 
 CASES_PACKAGE = Path(__file__).resolve().parents[2] / "central" / "cases"
+SERVICES_PACKAGE = CASES_PACKAGE.parent / "services"
 
 
 @pytest.fixture
@@ -46,12 +47,12 @@ def _to_install_job(world: World, client: str) -> int:
                Do("alarm_admin", "lock_already_installed", "no"),
                Do("alarm_admin", "decide_lock", "yes")):
         world.take(case, do)
-    return next(j.id for j in world.rs.binder(world.alarm_admin) if j.case_id == case.id)
+    return next(j.id for j in world.rs.binder.jobs(world.alarm_admin) if j.case_id == case.id)
 
 
 def _ordered(world: World, client: str = "K-ACC") -> int:
     case = world.open(Flow.INSTALL_ASSESSED, world.client(client))
-    world.rs.act(case.id, "send_order", None, world.assessor)
+    world.rs.cases.act(case.id, "send_order", None, world.assessor)
     return case.id
 
 
@@ -63,7 +64,7 @@ def test_principals_carry_their_unit(world: World) -> None:
     assert (devices["utforare-nord"].role, devices["utforare-nord"].unit) == ("provider", NORD)
     assert devices["admin-1"].unit is None
     assert devices["montor-1"].as_dict()["unit"] == ALARM
-    assert world.rs.principal("montor-1") == Principal("montor-1", "fitter", ALARM)
+    assert world.rs.principals.get("montor-1") == Principal("montor-1", "fitter", ALARM)
     with pytest.raises(CentralError, match="works for a unit"):
         world.central.add_device("utforare-x", "provider")
     with pytest.raises(CentralError, match="not usable"):
@@ -72,7 +73,7 @@ def test_principals_carry_their_unit(world: World) -> None:
         world.central.add_device("boss", "chief", "x")
     world.central.revoke_device("montor-2")
     with pytest.raises(UnknownRecord):
-        world.rs.principal("montor-2")
+        world.rs.principals.get("montor-2")
 
 
 # --- role and unit -------------------------------------------------------------------------
@@ -82,26 +83,27 @@ def test_only_assessors_open_2a_and_2b_only_alarm_admins_3a_and_3b(world: World)
     client = world.client("K-OPEN")
     for who in (world.provider, world.alarm_admin, world.fitter, world.agent):
         with pytest.raises(AccessDenied):
-            world.rs.open_case(Flow.INSTALL_ASSESSED, client, who, provider_unit=NORD)
+            world.rs.cases.open(Flow.INSTALL_ASSESSED, client, who, provider_unit=NORD)
     for who in (world.assessor, world.provider, world.fitter, world.night_admin):
         with pytest.raises(AccessDenied):
-            world.rs.open_case(Flow.INSTALL_ALARM_ONLY, client, who)
-    case = world.rs.open_case(Flow.INSTALL_ASSESSED, client, world.assessor, provider_unit=NORD)
+            world.rs.cases.open(Flow.INSTALL_ALARM_ONLY, client, who)
+    case = world.rs.cases.open(Flow.INSTALL_ASSESSED, client, world.assessor, provider_unit=NORD)
     assert (case.assessor_unit, case.provider_unit) == ("bestallarenhet-1", NORD)
-    world.rs.open_case(Flow.INSTALL_ALARM_ONLY, client, world.alarm_admin)
+    world.rs.cases.open(Flow.INSTALL_ALARM_ONLY, client, world.alarm_admin)
 
 
 def test_a_step_for_another_role_is_access_denied(world: World) -> None:
     case_id = _ordered(world)
     for who in (world.alarm_admin, world.fitter, world.assessor):
         with pytest.raises(AccessDenied) as denied:
-            world.rs.act(case_id, "lock_already_installed", "no", who)
+            world.rs.cases.act(case_id, "lock_already_installed", "no", who)
         assert "for the provider" in denied.value.reason
         assert "lock_already_installed by provider" in denied.value.reason  # allowed there
     with pytest.raises(AccessDenied, match="no part in the routine"):
-        world.rs.act(case_id, "lock_already_installed", "no", world.agent)
-    assert world.rs.case(case_id).state == "ordered"
-    assert len(world.rs.case(case_id).steps) == 1  # nothing recorded for the refusals
+        world.rs.cases.act(case_id, "lock_already_installed", "no", world.agent)
+    assert world.rs.cases.get(case_id, actor=world.admin).state == "ordered"
+    assert len(world.rs.cases.get(case_id,
+                                  actor=world.admin).steps) == 1  # nothing recorded: refused
 
 
 def test_a_provider_acts_only_on_cases_of_its_own_unit(world: World) -> None:
@@ -110,76 +112,77 @@ def test_a_provider_acts_only_on_cases_of_its_own_unit(world: World) -> None:
     for some_id in (case_id, 99_999):
         with pytest.raises(UnknownRecord, match=f"no case {some_id} among those provider "
                            f"utforare-syd of {SYD} may see"):
-            world.rs.act(some_id, "lock_already_installed", "no", world.other_provider)
+            world.rs.cases.act(some_id, "lock_already_installed", "no", world.other_provider)
         with pytest.raises(UnknownRecord, match=f"no case {some_id} among"):
-            world.rs.case(some_id, actor=world.other_provider)
+            world.rs.cases.get(some_id, actor=world.other_provider)
         with pytest.raises(AccessDenied, match="no part in the routine"):
-            world.rs.case(some_id, actor=world.agent)
-    assert world.rs.cases(actor=world.other_provider) == []
-    assert [c.id for c in world.rs.cases(actor=world.provider)] == [case_id]
-    world.rs.act(case_id, "lock_already_installed", "no", world.provider)
+            world.rs.cases.get(some_id, actor=world.agent)
+    assert world.rs.cases.find(actor=world.other_provider) == []
+    assert [c.id for c in world.rs.cases.find(actor=world.provider)] == [case_id]
+    world.rs.cases.act(case_id, "lock_already_installed", "no", world.provider)
 
 
 def test_an_assessor_acts_only_on_its_own_units_cases(world: World) -> None:
     case_id = _ordered(world)
     for do in (("lock_already_installed", "no"), ("code_lock", "no"),
                ("home_care_only_opens_door", "no"), ("client_refuses", "yes")):
-        world.rs.act(case_id, *do, world.provider)
+        world.rs.cases.act(case_id, *do, world.provider)
     with pytest.raises(UnknownRecord, match=f"no case {case_id} among those assessor"):
-        world.rs.act(case_id, "assessor_decision", "install", world.other_assessor)
-    assert world.rs.cases(actor=world.other_assessor) == []
-    world.rs.act(case_id, "assessor_decision", "install", world.assessor)
+        world.rs.cases.act(case_id, "assessor_decision", "install", world.other_assessor)
+    assert world.rs.cases.find(actor=world.other_assessor) == []
+    world.rs.cases.act(case_id, "assessor_decision", "install", world.assessor)
     alarm_case = world.open(Flow.INSTALL_ALARM_ONLY, "K-ACC")
     with pytest.raises(UnknownRecord, match=f"no case {alarm_case.id} among"):
-        world.rs.case(alarm_case.id, actor=world.assessor)
-    assert [c.flow for c in world.rs.cases(actor=world.assessor)] == [Flow.INSTALL_ASSESSED]
+        world.rs.cases.get(alarm_case.id, actor=world.assessor)
+    assert [c.flow for c in world.rs.cases.find(actor=world.assessor)] == [Flow.INSTALL_ASSESSED]
 
 
 def test_the_alarm_groups_work_is_the_alarm_groups(world: World) -> None:
     job_id = _to_install_job(world, "K-JOB")
     for who in (world.provider, world.assessor, world.night_admin, world.agent):
         with pytest.raises(AccessDenied):
-            world.rs.binder(who)
+            world.rs.binder.jobs(who)
         with pytest.raises(AccessDenied):
-            world.rs.inbox(who)
+            world.rs.inbox.messages(who)
     stranger = world.enrol("montor-natt", "fitter", "nattgruppen")
     with pytest.raises(AccessDenied, match="alarm group"):
-        world.rs.binder(stranger)
+        world.rs.binder.jobs(stranger)
     with pytest.raises(AccessDenied):
-        world.rs.book(job_id, stranger.name, *world.slot(), stranger)
+        world.rs.schedule.book(job_id, stranger.name, *world.slot(), stranger)
     with pytest.raises(UnknownRecord, match="no fitter named 'montor-natt'"):
-        world.rs.book(job_id, stranger.name, *world.slot(), world.admin)
+        world.rs.schedule.book(job_id, stranger.name, *world.slot(), world.admin)
     with pytest.raises(AccessDenied, match="only for themself"):
-        world.rs.book(job_id, world.fitter.name, *world.slot(), world.other_fitter)
+        world.rs.schedule.book(job_id, world.fitter.name, *world.slot(), world.other_fitter)
     with pytest.raises(AccessDenied, match="is for: fitter"):  # the routine: fitters book
-        world.rs.book(job_id, world.fitter.name, *world.slot(), world.alarm_admin)
-    assert world.rs.schedule() == []
-    world.rs.book(job_id, world.fitter.name, *world.slot(), world.fitter)
-    assert [j.id for j in world.rs.binder(world.fitter, fitter=world.fitter.name)] == [job_id]
+        world.rs.schedule.book(job_id, world.fitter.name, *world.slot(), world.alarm_admin)
+    assert world.rs.schedule.bookings(actor=world.admin) == []
+    world.rs.schedule.book(job_id, world.fitter.name, *world.slot(), world.fitter)
+    assert [j.id for j in world.rs.binder.jobs(world.fitter, fitter=world.fitter.name)] == [job_id]
 
 
 def test_units_keep_their_own_keys_and_implementations(world: World) -> None:
     client = world.client("K-KEYS")
     with pytest.raises(AccessDenied):
-        world.rs.start_implementation(client, ImplementationKind.HOME_CARE, NORD,
+        world.rs.implementations.start(client, ImplementationKind.HOME_CARE, NORD,
                                       date(2026, 11, 2), world.other_provider)
     with pytest.raises(AccessDenied):
-        world.rs.start_implementation(client, ImplementationKind.SAFETY_ALARM, ALARM,
+        world.rs.implementations.start(client, ImplementationKind.SAFETY_ALARM, ALARM,
                                       date(2026, 11, 2), world.provider)
     world.services(client, ImplementationKind.HOME_CARE, ImplementationKind.SAFETY_ALARM)
     with pytest.raises(AccessDenied):
-        world.rs.register_key_set(client, KeyUnit.ALARM_GROUP, "N-1", world.provider)
+        world.rs.keys.register(client, KeyUnit.ALARM_GROUP, "N-1", world.provider)
     with pytest.raises(AccessDenied):
-        world.rs.register_key_set(client, KeyUnit.HOME_CARE_PROVIDER, "N-1", world.alarm_admin,
+        world.rs.keys.register(client, KeyUnit.HOME_CARE_PROVIDER, "N-1", world.alarm_admin,
                                   holder=NORD)
-    world.rs.register_key_set(client, KeyUnit.HOME_CARE_PROVIDER, "N-1", world.provider)
+    world.rs.keys.register(client, KeyUnit.HOME_CARE_PROVIDER, "N-1", world.provider)
     with pytest.raises(AccessDenied):
-        world.rs.return_keys(client, KeyUnit.HOME_CARE_PROVIDER, "Brukare", world.other_provider,
+        world.rs.keys.return_keys(client, KeyUnit.HOME_CARE_PROVIDER, "Brukare",
+                                  world.other_provider,
                              holder=NORD)
     with pytest.raises(AccessDenied):
-        world.rs.add_tag_stock(NORD, 3, world.other_provider)
+        world.rs.tags.add_stock(NORD, 3, world.other_provider)
     with pytest.raises(AccessDenied):
-        world.rs.issue_tag("04A1B2C3", client, NORD, world.other_provider)
+        world.rs.tags.issue("04A1B2C3", client, NORD, world.other_provider)
 
 
 # --- the audit trail -----------------------------------------------------------------------
@@ -203,11 +206,11 @@ def _writes_to(path: Path, table: str) -> list[str]:
 
 
 def test_no_code_path_updates_or_deletes_the_audit_trail() -> None:
-    modules = sorted(CASES_PACKAGE.glob("*.py"))
-    assert CASES_PACKAGE / "store.py" in modules
+    modules = sorted([*CASES_PACKAGE.glob("*.py"), *SERVICES_PACKAGE.glob("*.py")])
+    assert SERVICES_PACKAGE / "cases.py" in modules
     assert [w for path in modules for w in _writes_to(path, "case_steps")] == []
     # the scanner does see such writes (it would catch one added later)
-    assert _writes_to(CASES_PACKAGE / "store.py", "cases")
+    assert _writes_to(SERVICES_PACKAGE / "cases.py", "cases")
     assert _writes_to(CASES_PACKAGE / "effects.py", "nfc_tags")
 
 
@@ -223,7 +226,8 @@ def test_the_database_refuses_to_change_the_audit_trail(world: World,
                 conn.execute(statement)
     finally:
         engine.dispose()
-    assert [s.actor for s in world.rs.case(case_id).steps] == ["handlaggare-1"]
+    assert [s.actor for s in world.rs.cases.get(case_id,
+                                                actor=world.admin).steps] == ["handlaggare-1"]
 
 
 def test_the_audit_trail_is_complete_and_in_order(world: World) -> None:
@@ -237,15 +241,16 @@ def test_the_audit_trail_is_complete_and_in_order(world: World) -> None:
         world.clock.advance(60)
         times.append(world.clock.at)
         with pytest.raises(NotAllowed):  # refused attempts leave no trace
-            world.rs.act(case.id, "put_install_job", None, world.alarm_admin)
-        world.rs.act(case.id, action, answer, getattr(world, who), note=f"by {who}")
-    steps = world.rs.case(case.id).steps
+            world.rs.cases.act(case.id, "put_install_job", None, world.alarm_admin)
+        world.rs.cases.act(case.id, action, answer, getattr(world, who), note=f"by {who}")
+    steps = world.rs.cases.get(case.id, actor=world.admin).steps
     assert [(s.action, s.answer) for s in steps] == [(a, b) for _, a, b in taken]
     assert [s.at for s in steps] == times
     assert [s.seq for s in steps] == sorted({s.seq for s in steps})
     assert steps[0].from_state == machine(Flow.INSTALL_ASSESSED).start
     assert all(a.to_state == b.from_state for a, b in itertools.pairwise(steps))
-    assert steps[-1].to_state == world.rs.case(case.id).state == "no_lock_opens_door"
+    assert steps[-1].to_state == world.rs.cases.get(case.id,
+                                                    actor=world.admin).state == "no_lock_opens_door"
     people = [getattr(world, who) for who, _, _ in taken]
     assert [(s.actor, s.role, s.unit) for s in steps] == [(p.name, p.role, p.unit)
                                                           for p in people]
@@ -261,10 +266,10 @@ def test_a_failed_effect_leaves_no_step(world: World) -> None:
     world.take(case, Do("alarm_admin", "receive_request"))
     world.take(case, Do("alarm_admin", "confirm_keys", before=World.alarm_keys))
     world.take(case, Do("alarm_admin", "code_lock", "no"))
-    world.rs.return_keys(client, KeyUnit.ALARM_GROUP, "Brukare", world.alarm_admin)
+    world.rs.keys.return_keys(client, KeyUnit.ALARM_GROUP, "Brukare", world.alarm_admin)
     with pytest.raises(CaseError, match="no key set of the alarm group"):
-        world.rs.act(case.id, "lock_already_installed", "yes", world.alarm_admin)
-    after = world.rs.case(case.id)
+        world.rs.cases.act(case.id, "lock_already_installed", "yes", world.alarm_admin)
+    after = world.rs.cases.get(case.id, actor=world.admin)
     assert (after.state, len(after.steps)) == ("installed_check", 3)
     assert world.lock_status(client) == "pending"
 
@@ -284,32 +289,36 @@ def test_routine_names_fit_the_audit_columns() -> None:
 def test_double_booking_of_a_fitter_is_refused(world: World) -> None:
     first, second = _to_install_job(world, "K-A"), _to_install_job(world, "K-B")
     start = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)
-    booked = world.rs.book(first, world.fitter.name, start, start + timedelta(hours=2),
+    booked = world.rs.schedule.book(first, world.fitter.name, start, start + timedelta(hours=2),
                            world.fitter)
     with pytest.raises(DoubleBooking) as clash:
-        world.rs.book(second, world.fitter.name, start + timedelta(hours=1),
+        world.rs.schedule.book(second, world.fitter.name, start + timedelta(hours=1),
                       start + timedelta(hours=3), world.fitter)
     assert clash.value.clash == booked
     assert "job " + str(first) in str(clash.value) and "K-A" in str(clash.value)
-    assert world.rs.case(world.rs.job(second).case_id).state == "install_job_in_binder"
+    assert world.rs.cases.get(world.rs.binder.job(second, actor=world.admin).case_id,
+                              actor=world.admin).state == "install_job_in_binder"
     # back to back is no clash; another fitter may take the same hour
-    world.rs.book(second, world.fitter.name, start + timedelta(hours=2),
+    world.rs.schedule.book(second, world.fitter.name, start + timedelta(hours=2),
                   start + timedelta(hours=3), world.fitter)
     third = _to_install_job(world, "K-C")
-    world.rs.book(third, world.other_fitter.name, start, start + timedelta(hours=2),
+    world.rs.schedule.book(third, world.other_fitter.name, start, start + timedelta(hours=2),
                   world.other_fitter)
     # moving a booking to overlap itself is fine: the old time is given up
-    moved = world.rs.book(first, world.fitter.name, start + timedelta(minutes=30),
+    moved = world.rs.schedule.book(first, world.fitter.name, start + timedelta(minutes=30),
                           start + timedelta(hours=2), world.fitter)
-    later = world.rs.job(second).booking
+    later = world.rs.binder.job(second, actor=world.admin).booking
     assert later is not None
-    assert [b.id for b in world.rs.schedule(fitter=world.fitter.name)] == [moved.id, later.id]
-    assert [b.fitter for b in world.rs.schedule(day=date(2026, 12, 8))] == [
+    assert [b.id for b in world.rs.schedule.bookings(fitter=world.fitter.name,
+                                                     actor=world.admin)] == [moved.id, later.id]
+    assert [b.fitter for b in world.rs.schedule.bookings(day=date(2026, 12, 8),
+                                                         actor=world.admin)] == [
         world.other_fitter.name, world.fitter.name, world.fitter.name]
-    assert world.rs.schedule(day=date(2026, 12, 9)) == []
-    assert [j.id for j in world.rs.jobs_for_fitter(world.fitter.name)] == [first, second]
+    assert world.rs.schedule.bookings(day=date(2026, 12, 9), actor=world.admin) == []
+    assert [j.id for j in world.rs.binder.for_fitter(world.admin, world.fitter.name)] == [first,
+                                                                                          second]
     with pytest.raises(CaseError, match="ends after it starts"):
-        world.rs.book(third, world.other_fitter.name, start, start, world.other_fitter)
+        world.rs.schedule.book(third, world.other_fitter.name, start, start, world.other_fitter)
 
 
 def test_concurrent_bookings_of_one_fitter_exactly_one_wins(
@@ -326,7 +335,8 @@ def test_concurrent_bookings_of_one_fitter_exactly_one_wins(
         def book(i: int) -> str:
             barrier.wait()
             try:
-                routines[i].book(jobs[i], world.fitter.name, start, start + timedelta(hours=1),
+                routines[i].schedule.book(jobs[i], world.fitter.name, start,
+                                          start + timedelta(hours=1),
                                  world.fitter)
             except DoubleBooking:
                 return "refused"
@@ -336,7 +346,8 @@ def test_concurrent_bookings_of_one_fitter_exactly_one_wins(
             with ThreadPoolExecutor(2) as pool:
                 results = sorted(pool.map(book, range(2)))
             assert results == ["booked", "refused"]
-            assert len(world.rs.schedule(fitter=world.fitter.name, day=start.date())) == 1
+            assert len(world.rs.schedule.bookings(fitter=world.fitter.name, day=start.date(),
+                                                  actor=world.admin)) == 1
             start += timedelta(days=1)  # the winner's job moves: the next round is fresh
     finally:
         for s in stores:
@@ -351,11 +362,11 @@ def test_ending_another_units_implementation_looks_like_none_running(world: Worl
     world.services(client, ImplementationKind.HOME_CARE)  # run by NORD
     for some in (client, world.client("K-NONE")):
         with pytest.raises(ImplementationConflict, match="no running home_care"):
-            world.rs.end_implementation(some, ImplementationKind.HOME_CARE,
+            world.rs.implementations.end(some, ImplementationKind.HOME_CARE,
                                         world.clock.at.date(), world.other_provider)
     with pytest.raises(AccessDenied, match="no part in the routine"):
-        world.rs.end_implementation(client, ImplementationKind.HOME_CARE,
+        world.rs.implementations.end(client, ImplementationKind.HOME_CARE,
                                     world.clock.at.date(), world.agent)
-    ended = world.rs.end_implementation(client, ImplementationKind.HOME_CARE,
+    ended = world.rs.implementations.end(client, ImplementationKind.HOME_CARE,
                                         world.clock.at.date(), world.provider)
     assert ended.ended_on == world.clock.at.date()

@@ -94,8 +94,8 @@ def _pending(w: World, client: str) -> None:
     """A client known to the agents (lock pending) with a tag up meanwhile (section 5)."""
     w.client(client, "pending")
     w.services(client, HOME)
-    w.rs.add_tag_stock(NORD, 5, w.provider)
-    w.rs.issue_tag("04:00:00:00:00:00:" + f"{len(client):02X}", client, NORD, w.provider)
+    w.rs.tags.add_stock(NORD, 5, w.provider)
+    w.rs.tags.issue("04:00:00:00:00:00:" + f"{len(client):02X}", client, NORD, w.provider)
 
 
 def _with_home_care_and_alarm(w: World, client: str) -> None:
@@ -115,52 +115,55 @@ def _with_alarm_only(w: World, client: str) -> None:
 
 def _installed_through_the_binder(keys_in_request: bool) -> Callable[[World, Case], None]:
     def then(w: World, case: Case) -> None:
-        [message] = w.rs.inbox(w.alarm_admin, include_handled=True)
+        [message] = w.rs.inbox.messages(w.alarm_admin, include_handled=True)
         assert (message.case_id, message.kind, message.keys_exist) == (
             case.id, JobKind.INSTALL, keys_in_request)
         assert message.handled_by == w.alarm_admin.name  # taken from the inbox (2a.5)
-        assert w.rs.inbox(w.alarm_admin) == []
-        [job] = w.rs.binder(w.alarm_admin, open_only=False)
+        assert w.rs.inbox.messages(w.alarm_admin) == []
+        [job] = w.rs.binder.jobs(w.alarm_admin, open_only=False)
         assert (job.kind, job.done_by) == (JobKind.INSTALL, w.fitter.name)
         assert job.booking is not None and job.booking.fitter == w.fitter.name
-        assert w.rs.schedule(fitter=w.fitter.name) == [job.booking]  # moved, not doubled
-        assert [t.state for t in w.rs.tags(case.client_ref)] == [TagState.DUE_DOWN]
+        assert w.rs.schedule.bookings(fitter=w.fitter.name,
+                                      actor=w.admin) == [job.booking]  # moved, not doubled
+        assert [t.state for t in w.rs.tags.find(case.client_ref,
+                                                actor=w.admin)] == [TagState.DUE_DOWN]
     return then
 
 
 def _no_job(w: World, case: Case) -> None:
-    assert w.rs.binder(w.alarm_admin, open_only=False) == []
-    assert w.rs.inbox(w.alarm_admin, include_handled=True) == []
+    assert w.rs.binder.jobs(w.alarm_admin, open_only=False) == []
+    assert w.rs.inbox.messages(w.alarm_admin, include_handled=True) == []
 
 
 def _alarm_stays(w: World, case: Case) -> None:
     assert case.alarm_stays and not case.file_moved_to_home_care
-    [message] = w.rs.inbox(w.alarm_admin, include_handled=True)
+    [message] = w.rs.inbox.messages(w.alarm_admin, include_handled=True)
     assert (message.kind, message.keys_exist, message.handled_by) == (
         JobKind.REMOVAL, None, w.alarm_admin.name)
-    assert [i.kind for i in w.rs.implementations(case.client_ref) if i.running] == [ALARM_SVC]
-    assert w.rs.binder(w.alarm_admin, open_only=False) == []
+    running = w.rs.implementations.of_client(case.client_ref, actor=w.admin)
+    assert [i.kind for i in running if i.running] == [ALARM_SVC]
+    assert w.rs.binder.jobs(w.alarm_admin, open_only=False) == []
 
 
 def _removed(w: World, case: Case) -> None:
-    impls = w.rs.implementations(case.client_ref)
+    impls = w.rs.implementations.of_client(case.client_ref, actor=w.admin)
     assert impls and not any(i.running for i in impls)
-    [job] = w.rs.binder(w.alarm_admin, open_only=False)
+    [job] = w.rs.binder.jobs(w.alarm_admin, open_only=False)
     last = max(i.ended_on for i in impls if i.ended_on)
     assert (job.kind, job.due_on, job.done_by) == (JobKind.REMOVAL, removal_due(last),
                                                    w.fitter.name)
-    assert w.rs.key_sets(case.client_ref, bound_only=True) == []
-    receipts = w.rs.key_receipts(case.client_ref)
+    assert w.rs.keys.sets(case.client_ref, bound_only=True, actor=w.admin) == []
+    receipts = w.rs.keys.receipts(case.client_ref, actor=w.admin)
     assert [r.case_id for r in receipts if r.unit is KeyUnit.ALARM_GROUP] in ([], [case.id])
 
 
 def _file_moved(w: World, case: Case) -> None:
     assert case.file_moved_to_home_care and not case.alarm_stays
-    assert w.rs.binder(w.alarm_admin, open_only=False) == []
+    assert w.rs.binder.jobs(w.alarm_admin, open_only=False) == []
 
 
 def _keys_registered(w: World, case: Case) -> None:
-    [keys] = w.rs.key_sets(case.client_ref)
+    [keys] = w.rs.keys.sets(case.client_ref, actor=w.admin)
     assert (keys.unit, keys.case_id) == (KeyUnit.ALARM_GROUP, case.id)
 
 
@@ -267,12 +270,12 @@ def test_branch(world: World, name: str) -> None:
     case = world.open(branch.flow, client)
     for do in branch.steps:
         world.take(case, do)
-    case = world.rs.case(case.id)
+    case = world.rs.cases.get(case.id, actor=world.admin)
 
     assert (case.state, case.open) == (branch.outcome, False)
     assert case.outcome == machine(branch.flow).states[branch.outcome].outcome
     assert [s.action for s in case.steps] == [d.action for d in branch.steps]
-    docs = world.rs.documentation(client)
+    docs = world.rs.cases.documentation(client, actor=world.admin)
     assert [d.text for d in docs] == list(branch.documentation)
     for doc in docs:  # where the routine puts it: the provider's 2a.3 step, that field
         step = next(s for s in case.steps if s.seq == doc.step_seq)
@@ -323,16 +326,16 @@ def test_2a_7_the_fitter_needs_keys_a_bound_lock_and_every_checkpoint(world: Wor
                Do("fitter", "book_installation")):
         world.take(case, do)
     with pytest.raises(UnmetRequirement) as missing:
-        world.rs.act(case.id, "install_lock", None, world.fitter, checks=INSTALL_CHECKS)
+        world.rs.cases.act(case.id, "install_lock", None, world.fitter, checks=INSTALL_CHECKS)
     assert set(missing.value.unmet) == {"keys_exist", "lock_bound_to_client"}
     assert "install_lock" in str(missing.value)
     world.provider_keys(client)
     world.bind(client)
     with pytest.raises(UnmetRequirement) as unticked:
-        world.rs.act(case.id, "install_lock", None, world.fitter,
+        world.rs.cases.act(case.id, "install_lock", None, world.fitter,
                      checks=("job_marked_done",))
     assert unticked.value.unmet == ("knob_labelled_with_key_number",)
-    step = world.rs.act(case.id, "install_lock", None, world.fitter, checks=INSTALL_CHECKS)
+    step = world.rs.cases.act(case.id, "install_lock", None, world.fitter, checks=INSTALL_CHECKS)
     assert step.checks == {"keys_exist": True, "lock_bound_to_client": True,
                            "knob_labelled_with_key_number": True, "job_marked_done": True}
     assert step.acting_as is Role.FITTER
@@ -342,17 +345,17 @@ def test_3a_2_cannot_proceed_before_keys_exist(world: World) -> None:
     from routine.flows import UnmetRequirement
 
     case = world.open(Flow.INSTALL_ALARM_ONLY, "K-3A2")
-    world.rs.act(case.id, "receive_request", None, world.alarm_admin)
+    world.rs.cases.act(case.id, "receive_request", None, world.alarm_admin)
     for _ in range(2):  # asking again changes nothing until the keys are registered
         with pytest.raises(UnmetRequirement, match="keys_exist"):
-            world.rs.act(case.id, "confirm_keys", None, world.alarm_admin)
-        assert world.rs.case(case.id).state == "awaiting_keys"
+            world.rs.cases.act(case.id, "confirm_keys", None, world.alarm_admin)
+        assert world.rs.cases.get(case.id, actor=world.admin).state == "awaiting_keys"
     world.provider_keys("K-3A2")  # a provider's set is not the alarm group's
     with pytest.raises(UnmetRequirement, match="keys_exist"):
-        world.rs.act(case.id, "confirm_keys", None, world.alarm_admin)
+        world.rs.cases.act(case.id, "confirm_keys", None, world.alarm_admin)
     world.alarm_keys("K-3A2")
-    world.rs.act(case.id, "confirm_keys", None, world.alarm_admin)
-    assert world.rs.case(case.id).state == "code_lock_check"
+    world.rs.cases.act(case.id, "confirm_keys", None, world.alarm_admin)
+    assert world.rs.cases.get(case.id, actor=world.admin).state == "code_lock_check"
 
 
 def test_2b_6_removal_only_when_every_implementation_has_ended(world: World) -> None:
@@ -364,16 +367,17 @@ def test_2b_6_removal_only_when_every_implementation_has_ended(world: World) -> 
     for do in (*REMOVAL_REQUESTED, Do("alarm_admin", "alarm_decision", "ends"),
                Do("alarm_admin", "end_alarm_implementation")):
         world.take(case, do)
-    running = [i.kind for i in world.rs.implementations(client) if i.running]
+    running = [i.kind for i in world.rs.implementations.of_client(client,
+                                                                  actor=world.admin) if i.running]
     assert running == [ImplementationKind.NIGHT_HELP]
     with pytest.raises(UnmetRequirement, match="all_implementations_ended"):
-        world.rs.act(case.id, "put_removal_job", None, world.alarm_admin)
-    assert world.rs.binder(world.alarm_admin) == []
+        world.rs.cases.act(case.id, "put_removal_job", None, world.alarm_admin)
+    assert world.rs.binder.jobs(world.alarm_admin) == []
     world.clock.advance(86_400)
-    world.rs.end_implementation(client, ImplementationKind.NIGHT_HELP, world.central.today(),
+    world.rs.implementations.end(client, ImplementationKind.NIGHT_HELP, world.central.today(),
                                 world.alarm_admin)
-    world.rs.act(case.id, "put_removal_job", None, world.alarm_admin)
-    [job] = world.rs.binder(world.alarm_admin)
+    world.rs.cases.act(case.id, "put_removal_job", None, world.alarm_admin)
+    [job] = world.rs.binder.jobs(world.alarm_admin)
     assert job.due_on == removal_due(world.central.today())  # 14 days from the LAST end
 
 
@@ -385,13 +389,13 @@ def test_2b_9_key_register_checked_only_once_every_key_number_is_unbound(world: 
     for do in (*REMOVAL_REQUESTED, Do("alarm_admin", "alarm_decision", "no_alarm"),
                *_removal_tail()[:4]):
         world.take(case, do)
-    [provider_set] = world.rs.key_sets(client, bound_only=True)
-    assert not world.rs.key_number_unbound(provider_set.key_number)
+    [provider_set] = world.rs.keys.sets(client, bound_only=True, actor=world.admin)
+    assert not world.rs.keys.unbound(provider_set.key_number, actor=world.admin)
     with pytest.raises(UnmetRequirement, match="key_number_unbound"):
-        world.rs.act(case.id, "check_key_register", None, world.alarm_admin)
+        world.rs.cases.act(case.id, "check_key_register", None, world.alarm_admin)
     world.return_provider_keys(client)
-    assert world.rs.key_number_unbound(provider_set.key_number)
-    world.rs.act(case.id, "check_key_register", None, world.alarm_admin)
+    assert world.rs.keys.unbound(provider_set.key_number, actor=world.admin)
+    world.rs.cases.act(case.id, "check_key_register", None, world.alarm_admin)
 
 
 def test_2b_8_the_fitter_cannot_tick_what_the_data_shows(world: World) -> None:
@@ -405,12 +409,12 @@ def test_2b_8_the_fitter_cannot_tick_what_the_data_shows(world: World) -> None:
                Do("alarm_admin", "end_alarm_implementation"), *_removal_tail()[:3]):
         world.take(case, do)
     with pytest.raises(CaseConflict, match="keys_returned_receipt_signed is not ticked"):
-        world.rs.act(case.id, "remove_lock", None, world.fitter,
+        world.rs.cases.act(case.id, "remove_lock", None, world.fitter,
                      checks=(*REMOVAL_CHECKS, "keys_returned_receipt_signed"))
     with pytest.raises(CaseConflict, match="unknown checkpoint"):
-        world.rs.act(case.id, "remove_lock", None, world.fitter, checks=("looks_fine",))
+        world.rs.cases.act(case.id, "remove_lock", None, world.fitter, checks=("looks_fine",))
     with pytest.raises(UnmetRequirement) as unmet:
-        world.rs.act(case.id, "remove_lock", None, world.fitter, checks=REMOVAL_CHECKS)
+        world.rs.cases.act(case.id, "remove_lock", None, world.fitter, checks=REMOVAL_CHECKS)
     assert set(unmet.value.unmet) == {"lock_unbound_in_lock_system",
                                       "keys_returned_receipt_signed"}
 
@@ -423,9 +427,9 @@ def test_booking_steps_go_through_the_schedule(world: World) -> None:
     for do in (*TO_ASSESSING, Do("alarm_admin", "decide_lock", "yes")):
         world.take(case, do)
     with pytest.raises(CaseConflict, match="book"):
-        world.rs.act(case.id, "book_installation", None, world.fitter)
-    assert world.rs.schedule() == []
-    assert world.rs.case(case.id).state == "install_job_in_binder"
+        world.rs.cases.act(case.id, "book_installation", None, world.fitter)
+    assert world.rs.schedule.bookings(actor=world.admin) == []
+    assert world.rs.cases.get(case.id, actor=world.admin).state == "install_job_in_binder"
 
 
 def test_routine_errors_pass_through_with_state_and_allowed_actions(world: World) -> None:
@@ -433,16 +437,16 @@ def test_routine_errors_pass_through_with_state_and_allowed_actions(world: World
 
     case = world.open(Flow.INSTALL_ASSESSED, world.client("K-ERR"))
     with pytest.raises(NotAllowed) as wrong:
-        world.rs.act(case.id, "code_lock", "yes", world.provider)
+        world.rs.cases.act(case.id, "code_lock", "yes", world.provider)
     assert wrong.value.state == "new"
     assert [a.name for a in wrong.value.allowed] == ["send_order"]
     assert "send_order by assessor" in str(wrong.value)
-    world.rs.act(case.id, "send_order", None, world.assessor)
+    world.rs.cases.act(case.id, "send_order", None, world.assessor)
     with pytest.raises(NotAllowed, match=r"takes yes\|no"):
-        world.rs.act(case.id, "lock_already_installed", "maybe", world.provider)
-    world.rs.act(case.id, "lock_already_installed", "yes", world.provider)
+        world.rs.cases.act(case.id, "lock_already_installed", "maybe", world.provider)
+    world.rs.cases.act(case.id, "lock_already_installed", "yes", world.provider)
     with pytest.raises(NotAllowed, match="closed"):
-        world.rs.act(case.id, "code_lock", "no", world.provider)
+        world.rs.cases.act(case.id, "code_lock", "no", world.provider)
 
 
 def test_one_open_case_per_client_and_flow(world: World) -> None:
@@ -453,22 +457,22 @@ def test_one_open_case_per_client_and_flow(world: World) -> None:
     with pytest.raises(CaseConflict, match=f"case {first.id}"):
         world.open(Flow.INSTALL_ASSESSED, client)
     world.open(Flow.INSTALL_ALARM_ONLY, client)  # another flow may run beside it
-    world.rs.act(first.id, "send_order", None, world.assessor)
-    world.rs.act(first.id, "lock_already_installed", "yes", world.provider)
+    world.rs.cases.act(first.id, "send_order", None, world.assessor)
+    world.rs.cases.act(first.id, "lock_already_installed", "yes", world.provider)
     again = world.open(Flow.INSTALL_ASSESSED, client)  # closed: a new order may come
     assert again.id != first.id and again.state == "new"
 
 
 def test_an_admin_may_walk_a_case_and_is_recorded_as_itself(world: World) -> None:
     client = world.client("K-ADM")
-    case = world.rs.open_case(Flow.INSTALL_ASSESSED, client, world.admin, provider_unit=NORD,
+    case = world.rs.cases.open(Flow.INSTALL_ASSESSED, client, world.admin, provider_unit=NORD,
                               assessor_unit="bestallarenhet-1")
     for action, answer in (("send_order", None), ("lock_already_installed", "no"),
                            ("code_lock", "yes")):
-        world.rs.act(case.id, action, answer, world.admin)
-    steps = world.rs.case(case.id).steps
+        world.rs.cases.act(case.id, action, answer, world.admin)
+    steps = world.rs.cases.get(case.id, actor=world.admin).steps
     assert [(s.actor, s.role, s.acting_as) for s in steps] == [
         ("admin-1", "admin", Role.ASSESSOR), ("admin-1", "admin", Role.PROVIDER),
         ("admin-1", "admin", Role.PROVIDER)]
-    [doc] = world.rs.documentation(client)
+    [doc] = world.rs.cases.documentation(client, actor=world.admin)
     assert (doc.text, doc.who) == (texts.CODE_LOCK, "admin-1")

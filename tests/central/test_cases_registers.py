@@ -60,35 +60,38 @@ def _active(world: World, uid: str) -> object:
 
 def test_implementations_run_one_per_kind_and_end(world: World) -> None:
     client = world.client("K-IMPL")
-    started = world.rs.start_implementation(client, HOME, NORD, date(2026, 11, 2),
+    started = world.rs.implementations.start(client, HOME, NORD, date(2026, 11, 2),
                                             world.provider)
     assert started.running and started.unit == NORD
     with pytest.raises(ImplementationConflict, match="already has a running home_care"):
-        world.rs.start_implementation(client, HOME, NORD, date(2026, 11, 3), world.provider)
+        world.rs.implementations.start(client, HOME, NORD, date(2026, 11, 3), world.provider)
     with pytest.raises(ImplementationConflict, match="no running safety_alarm"):
-        world.rs.end_implementation(client, ALARM_SVC, date(2026, 11, 3), world.alarm_admin)
+        world.rs.implementations.end(client, ALARM_SVC, date(2026, 11, 3), world.alarm_admin)
     with pytest.raises(CaseConflict, match="before it started"):
-        world.rs.end_implementation(client, HOME, date(2026, 11, 1), world.provider)
+        world.rs.implementations.end(client, HOME, date(2026, 11, 1), world.provider)
     with pytest.raises(ValueError):
-        world.rs.start_implementation(client, "cleaning", NORD, date(2026, 11, 2),
+        world.rs.implementations.start(client, "cleaning", NORD, date(2026, 11, 2),
                                       world.provider)
-    ended = world.rs.end_implementation(client, HOME, date(2026, 11, 20), world.provider)
+    ended = world.rs.implementations.end(client, HOME, date(2026, 11, 20), world.provider)
     assert (ended.ended_on, ended.ended_by, ended.running) == (date(2026, 11, 20),
                                                                "utforare-nord", False)
-    again = world.rs.start_implementation(client, HOME, NORD, date(2026, 11, 25),
+    again = world.rs.implementations.start(client, HOME, NORD, date(2026, 11, 25),
                                           world.provider)
-    assert [i.id for i in world.rs.implementations(client)] == [started.id, again.id]
+    assert [i.id for i in world.rs.implementations.of_client(client,
+                                                             actor=world.admin)] == [started.id,
+                                                                                     again.id]
 
 
 def test_when_every_service_ends_the_tags_come_down(world: World) -> None:
     client = world.client("K-SLUT")
     world.services(client, HOME, NIGHT_HELP)
-    world.rs.add_tag_stock(NORD, 1, world.provider)
-    world.rs.issue_tag(TAG, client, NORD, world.provider)
-    world.rs.end_implementation(client, HOME, world.central.today(), world.provider)
-    assert world.rs.tag(TAG).state is TagState.ISSUED  # night help still visits
-    world.rs.end_implementation(client, NIGHT_HELP, world.central.today(), world.alarm_admin)
-    assert world.rs.tag(TAG).state is TagState.DUE_DOWN
+    world.rs.tags.add_stock(NORD, 1, world.provider)
+    world.rs.tags.issue(TAG, client, NORD, world.provider)
+    world.rs.implementations.end(client, HOME, world.central.today(), world.provider)
+    assert world.rs.tags.get(TAG,
+                             actor=world.admin).state is TagState.ISSUED  # night help still visits
+    world.rs.implementations.end(client, NIGHT_HELP, world.central.today(), world.alarm_admin)
+    assert world.rs.tags.get(TAG, actor=world.admin).state is TagState.DUE_DOWN
 
 
 # --- the key register ----------------------------------------------------------------------
@@ -97,42 +100,45 @@ def test_when_every_service_ends_the_tags_come_down(world: World) -> None:
 def test_key_numbers_are_unique_while_bound(world: World) -> None:
     a, b = world.client("K-A"), world.client("K-B")
     world.services(a, HOME)
-    keys = world.rs.register_key_set(a, KeyUnit.HOME_CARE_PROVIDER, " 4711 ", world.provider)
+    keys = world.rs.keys.register(a, KeyUnit.HOME_CARE_PROVIDER, " 4711 ", world.provider)
     assert (keys.key_number, keys.holder, keys.bound) == ("4711", NORD, True)
     with pytest.raises(KeyNumberBound, match="bound to client K-A"):
-        world.rs.register_key_set(b, KeyUnit.ALARM_GROUP, "4711", world.alarm_admin)
-    assert not world.rs.key_number_unbound("4711")
+        world.rs.keys.register(b, KeyUnit.ALARM_GROUP, "4711", world.alarm_admin)
+    assert not world.rs.keys.unbound("4711", actor=world.admin)
     with pytest.raises(KeyRuleError, match="signed_by"):
-        world.rs.return_keys(a, KeyUnit.HOME_CARE_PROVIDER, " ", world.provider)
-    receipt = world.rs.return_keys(a, KeyUnit.HOME_CARE_PROVIDER, "Brukare A", world.provider)
+        world.rs.keys.return_keys(a, KeyUnit.HOME_CARE_PROVIDER, " ", world.provider)
+    receipt = world.rs.keys.return_keys(a, KeyUnit.HOME_CARE_PROVIDER, "Brukare A", world.provider)
     assert (receipt.key_numbers, receipt.returned_by) == (("4711",), "utforare-nord")
-    assert world.rs.key_number_unbound("4711")
-    [returned] = world.rs.key_sets(a)
+    assert world.rs.keys.unbound("4711", actor=world.admin)
+    [returned] = world.rs.keys.sets(a, actor=world.admin)
     assert (returned.bound, returned.receipt_id) == (False, receipt.id)
     with pytest.raises(NoKeysBound):
-        world.rs.return_keys(a, KeyUnit.HOME_CARE_PROVIDER, "Brukare A", world.provider)
-    rebound = world.rs.register_key_set(b, KeyUnit.ALARM_GROUP, "4711", world.alarm_admin)
-    assert rebound.holder == ALARM and world.rs.key_sets(b, bound_only=True) == [rebound]
-    night = world.rs.register_key_set(b, KeyUnit.NIGHT_GROUP, "4712", world.alarm_admin)
+        world.rs.keys.return_keys(a, KeyUnit.HOME_CARE_PROVIDER, "Brukare A", world.provider)
+    rebound = world.rs.keys.register(b, KeyUnit.ALARM_GROUP, "4711", world.alarm_admin)
+    assert rebound.holder == ALARM and world.rs.keys.sets(b, bound_only=True,
+                                                          actor=world.admin) == [rebound]
+    night = world.rs.keys.register(b, KeyUnit.NIGHT_GROUP, "4712", world.alarm_admin)
     assert night.holder == "nattgruppen"
 
 
 def test_required_key_sets_follow_section_4(world: World) -> None:
     client = world.client("K-4")
     world.services(client, HOME, ALARM_SVC)
-    assert world.rs.required_key_sets(client) == {
+    assert world.rs.keys.required(client, actor=world.admin) == {
         KeyUnit.HOME_CARE_PROVIDER: 1, KeyUnit.ALARM_GROUP: 1, KeyUnit.NIGHT_GROUP: 0}
-    assert world.rs.required_key_sets(client, other_agreement=True)[
+    assert world.rs.keys.required(client, other_agreement=True, actor=world.admin)[
         KeyUnit.HOME_CARE_PROVIDER] == 0
     case = world.open(Flow.INSTALL_ASSESSED, client)
     for do in (Do("assessor", "send_order"), Do("provider", "lock_already_installed", "no"),
                Do("provider", "code_lock", "yes")):
         world.take(case, do)
-    assert world.rs.required_key_sets(client)[KeyUnit.HOME_CARE_PROVIDER] == 1  # "both"
+    assert world.rs.keys.required(client,
+                                  actor=world.admin)[KeyUnit.HOME_CARE_PROVIDER] == 1  # "both"
     only_alarm = KeyPolicy(code_lock_sets="alarm_only")
-    assert world.rs.required_key_sets(client, only_alarm)[KeyUnit.HOME_CARE_PROVIDER] == 0
+    assert world.rs.keys.required(client, policy=only_alarm,
+                                  actor=world.admin)[KeyUnit.HOME_CARE_PROVIDER] == 0
     world.services(client, NIGHT_HELP)
-    assert world.rs.required_key_sets(client)[KeyUnit.NIGHT_GROUP] == 1
+    assert world.rs.keys.required(client, actor=world.admin)[KeyUnit.NIGHT_GROUP] == 1
 
 
 # --- NFC tags ------------------------------------------------------------------------------
@@ -142,66 +148,66 @@ def test_tags_only_for_a_pending_or_impossible_lock_and_from_stock(world: World)
     pending, installed = world.client("K-P"), world.client("K-I", "installed")
     impossible, declined = world.client("K-X", "impossible"), world.client("K-N", "none")
     with pytest.raises(TagStockEmpty, match="hemtjanst-nord has no NFC tags"):
-        world.rs.issue_tag(TAG, pending, NORD, world.provider)
-    assert world.rs.add_tag_stock(NORD, 2, world.provider) == 2
+        world.rs.tags.issue(TAG, pending, NORD, world.provider)
+    assert world.rs.tags.add_stock(NORD, 2, world.provider) == 2
     with pytest.raises(TagNotIssuable, match="'installed'"):
-        world.rs.issue_tag(TAG, installed, NORD, world.provider)
+        world.rs.tags.issue(TAG, installed, NORD, world.provider)
     with pytest.raises(TagNotIssuable, match="'none'"):
-        world.rs.issue_tag(TAG, declined, NORD, world.provider)
+        world.rs.tags.issue(TAG, declined, NORD, world.provider)
     with pytest.raises(TagNotIssuable, match="not in the reference data"):
-        world.rs.issue_tag(TAG, "K-UNKNOWN", NORD, world.provider)
+        world.rs.tags.issue(TAG, "K-UNKNOWN", NORD, world.provider)
     with pytest.raises(ReferenceDataError, match="bytes"):
-        world.rs.issue_tag("04AA", pending, NORD, world.provider)
-    assert world.rs.tag_stock(NORD) == 2  # refusals take nothing
+        world.rs.tags.issue("04AA", pending, NORD, world.provider)
+    assert world.rs.tags.stock(NORD, actor=world.admin) == 2  # refusals take nothing
 
-    tag = world.rs.issue_tag(TAG, pending, NORD, world.provider)
+    tag = world.rs.tags.issue(TAG, pending, NORD, world.provider)
     assert (tag.uid, tag.state, tag.client_ref) == ("04AA0000000001", TagState.ISSUED, pending)
     assert _reference(world, ReferenceKind.TAG, tag.uid) == {
         "uid": tag.uid, "client_ref": pending, "active": True}
     with pytest.raises(TagNotIssuable, match="already issued"):
-        world.rs.issue_tag(TAG, impossible, NORD, world.provider)
-    world.rs.issue_tag(TAG2, impossible, NORD, world.provider)
-    assert world.rs.tag_stock(NORD) == 0
+        world.rs.tags.issue(TAG, impossible, NORD, world.provider)
+    world.rs.tags.issue(TAG2, impossible, NORD, world.provider)
+    assert world.rs.tags.stock(NORD, actor=world.admin) == 0
     with pytest.raises(TagStockEmpty):
-        world.rs.issue_tag("04AA0000000003", pending, NORD, world.provider)
-    assert world.rs.tag_stock("hemtjanst-syd") == 0
+        world.rs.tags.issue("04AA0000000003", pending, NORD, world.provider)
+    assert world.rs.tags.stock("hemtjanst-syd", actor=world.admin) == 0
 
     lenient = RoutineStore(world.central, tag_when_no_lock_by_choice=True)
-    world.rs.add_tag_stock(NORD, 1, world.provider)
-    assert lenient.issue_tag("04AA0000000004", declined, NORD, world.provider).client_ref == (
+    world.rs.tags.add_stock(NORD, 1, world.provider)
+    assert lenient.tags.issue("04AA0000000004", declined, NORD, world.provider).client_ref == (
         declined)
 
 
 def test_a_tag_comes_down_only_once_the_lock_is_installed(world: World) -> None:
     client = world.client("K-NER")
-    world.rs.add_tag_stock(NORD, 2, world.provider)
-    world.rs.issue_tag(TAG, client, NORD, world.provider)
+    world.rs.tags.add_stock(NORD, 2, world.provider)
+    world.rs.tags.issue(TAG, client, NORD, world.provider)
     with pytest.raises(TagError, match="take_down"):
-        world.rs.tag_taken_down(TAG, world.provider)
+        world.rs.tags.taken_down(TAG, world.provider)
     # Another unit's tag is answered as a missing one (no answer tells which exist).
     for uid in ("04AA0000000001", "04AA00000000FF"):  # TAG, and one never issued
         with pytest.raises(UnknownRecord, match=f"no NFC tag {uid} was issued to {SYD}"):
-            world.rs.tag_lost(uid, world.other_provider)
+            world.rs.tags.lost(uid, world.other_provider)
     with pytest.raises(AccessDenied, match="no part in the routine"):
-        world.rs.tag_lost(TAG, world.agent)
+        world.rs.tags.lost(TAG, world.agent)
     case = world.open(Flow.INSTALL_ASSESSED, client)
     for do in (Do("assessor", "send_order"), Do("provider", "lock_already_installed", "yes")):
         world.take(case, do)
     assert world.lock_status(client) == "installed"
-    assert world.rs.tag(TAG).state is TagState.DUE_DOWN
+    assert world.rs.tags.get(TAG, actor=world.admin).state is TagState.DUE_DOWN
     assert _active(world, "04AA0000000001") is True
-    down = world.rs.tag_taken_down(TAG, world.provider)
+    down = world.rs.tags.taken_down(TAG, world.provider)
     assert (down.state, down.updated_by) == (TagState.TAKEN_DOWN, "utforare-nord")
     assert _active(world, "04AA0000000001") is False
     with pytest.raises(TagError):
-        world.rs.tag_lost(TAG, world.provider)
+        world.rs.tags.lost(TAG, world.provider)
 
 
 def test_a_lost_tag_is_withdrawn(world: World) -> None:
     client = world.client("K-BORTA")
-    world.rs.add_tag_stock(NORD, 1, world.provider)
-    world.rs.issue_tag(TAG, client, NORD, world.provider)
-    assert world.rs.tag_lost(TAG, world.provider).state is TagState.LOST
+    world.rs.tags.add_stock(NORD, 1, world.provider)
+    world.rs.tags.issue(TAG, client, NORD, world.provider)
+    assert world.rs.tags.lost(TAG, world.provider).state is TagState.LOST
     assert _active(world, "04AA0000000001") is False
 
 
@@ -209,10 +215,10 @@ def test_a_lost_tag_is_withdrawn(world: World) -> None:
 
 
 def test_binding_a_lock_is_reference_data(world: World) -> None:
-    world.rs.bind_lock("PH-77", "K-77", world.fitter)
+    world.rs.locks.bind("PH-77", "K-77", world.fitter)
     assert _reference(world, ReferenceKind.LOCK, "PH-77") == {
         "serial": "PH-77", "client_ref": "K-77", "state": "installed"}
-    world.rs.unbind_lock("PH-77", world.alarm_admin)
+    world.rs.locks.unbind("PH-77", world.alarm_admin)
     assert _reference(world, ReferenceKind.LOCK, "PH-77") == {
         "serial": "PH-77", "client_ref": None, "state": "removed"}
 

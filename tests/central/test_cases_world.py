@@ -82,33 +82,34 @@ class World:
     def services(self, client: str, *kinds: ImplementationKind) -> None:
         for kind in kinds:
             if kind is ImplementationKind.HOME_CARE:
-                self.rs.start_implementation(client, kind, NORD, SERVICES_FROM, self.provider)
+                self.rs.implementations.start(client, kind, NORD, SERVICES_FROM, self.provider)
             else:
                 unit = ALARM if kind is ImplementationKind.SAFETY_ALARM else NIGHT
-                self.rs.start_implementation(client, kind, unit, SERVICES_FROM,
+                self.rs.implementations.start(client, kind, unit, SERVICES_FROM,
                                              self.alarm_admin)
 
     def provider_keys(self, client: str) -> None:
-        self.rs.register_key_set(client, KeyUnit.HOME_CARE_PROVIDER, self.key_number(),
+        self.rs.keys.register(client, KeyUnit.HOME_CARE_PROVIDER, self.key_number(),
                                  self.provider)
 
     def alarm_keys(self, client: str) -> None:
-        self.rs.register_key_set(client, KeyUnit.ALARM_GROUP, self.key_number(),
+        self.rs.keys.register(client, KeyUnit.ALARM_GROUP, self.key_number(),
                                  self.alarm_admin)
 
     def bind(self, client: str) -> None:
-        self.rs.bind_lock(f"PH-{client}", client, self.fitter)
+        self.rs.locks.bind(f"PH-{client}", client, self.fitter)
 
     def unbind_and_return_alarm_keys(self, client: str) -> None:
         """What the fitter does at the door before ticking the removal (2b.8)."""
-        self.rs.unbind_lock(f"PH-{client}", self.fitter)
-        if any(s.unit is KeyUnit.ALARM_GROUP for s in self.rs.key_sets(client, bound_only=True)):
-            self.rs.return_keys(client, KeyUnit.ALARM_GROUP, "Brukare A", self.fitter)
+        self.rs.locks.unbind(f"PH-{client}", self.fitter)
+        if any(s.unit is KeyUnit.ALARM_GROUP for s in self.rs.keys.sets(client, bound_only=True,
+                                                                        actor=self.admin)):
+            self.rs.keys.return_keys(client, KeyUnit.ALARM_GROUP, "Brukare A", self.fitter)
 
     def return_provider_keys(self, client: str) -> None:
         if any(s.unit is KeyUnit.HOME_CARE_PROVIDER
-               for s in self.rs.key_sets(client, bound_only=True)):
-            self.rs.return_keys(client, KeyUnit.HOME_CARE_PROVIDER, "Brukare A", self.provider)
+               for s in self.rs.keys.sets(client, bound_only=True, actor=self.admin)):
+            self.rs.keys.return_keys(client, KeyUnit.HOME_CARE_PROVIDER, "Brukare A", self.provider)
 
     def installed(self, client: str, *kinds: ImplementationKind) -> str:
         """A client with a lock installed and bound, the services running and their keys."""
@@ -132,18 +133,18 @@ class World:
     def open(self, flow: Flow, client: str) -> Case:
         if flow in (Flow.INSTALL_ASSESSED, Flow.REMOVE_ASSESSED):
             provider = NORD if flow is Flow.INSTALL_ASSESSED else None
-            return self.rs.open_case(flow, client, self.assessor, provider_unit=provider)
-        return self.rs.open_case(flow, client, self.alarm_admin)
+            return self.rs.cases.open(flow, client, self.assessor, provider_unit=provider)
+        return self.rs.cases.open(flow, client, self.alarm_admin)
 
     def take(self, case: Case, do: Do) -> None:
         if do.before is not None:
             do.before(self, case.client_ref)
         actor = getattr(self, do.who)
         if do.action.startswith("book_"):
-            job = next(j for j in self.rs.binder(self.alarm_admin) if j.case_id == case.id)
-            self.rs.book(job.id, actor.name, *self.slot(), actor)
+            job = next(j for j in self.rs.binder.jobs(self.alarm_admin) if j.case_id == case.id)
+            self.rs.schedule.book(job.id, actor.name, *self.slot(), actor)
         else:
-            self.rs.act(case.id, do.action, do.answer, actor, checks=do.checks)
+            self.rs.cases.act(case.id, do.action, do.answer, actor, checks=do.checks)
 
     # --- what agents send --------------------------------------------------------------
 

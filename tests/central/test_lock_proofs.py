@@ -18,6 +18,7 @@ from unittest.mock import ANY
 import pytest
 from fastapi.testclient import TestClient
 
+from central.cases.alerts import Alert
 from central.cases.values import ImplementationKind
 from central.http.app import create_app
 from central.store import CentralStore, DeviceInfo
@@ -82,16 +83,22 @@ def push(world: World, *events: Event) -> None:
     assert sorted(result.stored) == sorted(e.event_id for e in events), result
 
 
+def low_battery(world: World) -> list[Alert]:
+    return [a for a in world.rs.alerts.current(actor=world.admin)
+            if a.kind is AlertKind.LOW_LOCK_BATTERY]
+
+
 def outcomes(world: World, job_id: int) -> list[tuple[str | None, str, str | None]]:
-    return [(c.checkpoint, c.outcome, c.reason) for c in world.rs.job_checkpoints(job_id)]
+    return [(c.checkpoint, c.outcome, c.reason) for c in world.rs.binder.checkpoints(job_id,
+                                                                                     actor=world.admin)]
 
 
 def install_job(world: World, client: str) -> tuple[int, int]:
     """A 2a case up to its install job booked for the fitter: (case id, job id)."""
     world.client(client)
     world.services(client)
-    world.rs.add_tag_stock(NORD, 1, world.provider)
-    world.rs.issue_tag(TAG, client, NORD, world.provider)
+    world.rs.tags.add_stock(NORD, 1, world.provider)
+    world.rs.tags.issue(TAG, client, NORD, world.provider)
     case = world.open(Flow.INSTALL_ASSESSED, client)
     for do in (Do("assessor", "send_order"), Do("provider", "lock_already_installed", "no"),
                Do("provider", "code_lock", "no"),
@@ -100,7 +107,7 @@ def install_job(world: World, client: str) -> tuple[int, int]:
                Do("provider", "request_lock", "keys_exist", before=World.provider_keys),
                Do("alarm_admin", "put_install_job"), Do("fitter", "book_installation")):
         world.take(case, do)
-    [job] = [j for j in world.rs.binder(world.alarm_admin) if j.case_id == case.id]
+    [job] = [j for j in world.rs.binder.jobs(world.alarm_admin) if j.case_id == case.id]
     return case.id, job.id
 
 
@@ -114,7 +121,7 @@ def removal_job(world: World, client: str) -> tuple[int, int]:
                Do("alarm_admin", "end_alarm_implementation"),
                Do("alarm_admin", "put_removal_job"), Do("fitter", "book_removal")):
         world.take(case, do)
-    [job] = [j for j in world.rs.binder(world.alarm_admin) if j.case_id == case.id]
+    [job] = [j for j in world.rs.binder.jobs(world.alarm_admin) if j.case_id == case.id]
     return case.id, job.id
 
 
@@ -124,37 +131,37 @@ def removal_job(world: World, client: str) -> tuple[int, int]:
 def test_install_job_walked_to_done_by_checkpoint_events(world: World) -> None:
     client = "K-PROOF"
     case_id, job_id = install_job(world, client)
-    world.rs.enrol_lock("PH-100", SECRET, world.alarm_admin)
+    world.rs.locks.enrol("PH-100", SECRET, world.alarm_admin)
     seen = proof(world, "PH-100", bound=True, client=client, job_id=job_id)
     events = [seen, tick(world, job_id, "lock_bound_to_client", verification=seen.event_id),
               tick(world, job_id, "knob_labelled_with_key_number"),
               tick(world, job_id, "job_marked_done")]
     push(world, *events)
 
-    [v] = world.rs.lock_verifications(world.alarm_admin, serial="PH-100")
+    [v] = world.rs.locks.verifications(world.alarm_admin, serial="PH-100")
     assert (v.verdict, v.bound, v.bound_client, v.job_id) == ("verified", True, client, job_id)
     assert outcomes(world, job_id) == [("lock_bound_to_client", "applied", None),
                                        ("knob_labelled_with_key_number", "applied", None),
                                        ("job_marked_done", "applied", None)]
-    case = world.rs.case(case_id)
+    case = world.rs.cases.get(case_id, actor=world.admin)
     assert case.state == "installed"
     assert case.steps[-1].actor == world.fitter.name
-    assert world.rs.job(job_id).done_at is not None
+    assert world.rs.binder.job(job_id, actor=world.admin).done_at is not None
     assert world.lock_status(client) == "installed"
-    assert world.rs.tag(TAG).state is TagState.DUE_DOWN
+    assert world.rs.tags.get(TAG, actor=world.admin).state is TagState.DUE_DOWN
 
     # Replaying the whole batch changes nothing.
     steps = len(case.steps)
     push(world, *events)
-    assert len(world.rs.case(case_id).steps) == steps
-    assert len(world.rs.lock_verifications(world.alarm_admin)) == 1
+    assert len(world.rs.cases.get(case_id, actor=world.admin).steps) == steps
+    assert len(world.rs.locks.verifications(world.alarm_admin)) == 1
     assert len(outcomes(world, job_id)) == 3
     assert len(world.central.events(kind=JOB_CHECKPOINT)) == 3
 
 
 def test_forged_proof_is_refused_and_the_case_stays(world: World) -> None:
     case_id, job_id = install_job(world, "K-FORGED")
-    world.rs.enrol_lock("PH-101", SECRET, world.alarm_admin)
+    world.rs.locks.enrol("PH-101", SECRET, world.alarm_admin)
     forged = proof(world, "PH-101", bound=True, client="K-FORGED", job_id=job_id, forged=True)
     wrong_key = proof(world, "PH-101", bound=True, client="K-FORGED", job_id=job_id,
                       secret=OTHER_SECRET)
@@ -162,19 +169,19 @@ def test_forged_proof_is_refused_and_the_case_stays(world: World) -> None:
          tick(world, job_id, "lock_bound_to_client", verification=forged.event_id),
          tick(world, job_id, "knob_labelled_with_key_number"),
          tick(world, job_id, "job_marked_done"))
-    assert [v.verdict for v in world.rs.lock_verifications(world.alarm_admin)] == [
+    assert [v.verdict for v in world.rs.locks.verifications(world.alarm_admin)] == [
         "forged", "forged"]
     [bound, knob, done] = outcomes(world, job_id)
     assert bound[:2] == ("lock_bound_to_client", "refused") and "forged" in str(bound[2])
     assert knob[1] == done[1] == "refused" and "lock_bound_to_client first" in str(knob[2])
-    assert world.rs.case(case_id).state == "installation_booked"
-    assert world.rs.job(job_id).done_at is None
-    assert world.rs.tag(TAG).state is TagState.ISSUED
+    assert world.rs.cases.get(case_id, actor=world.admin).state == "installation_booked"
+    assert world.rs.binder.job(job_id, actor=world.admin).done_at is None
+    assert world.rs.tags.get(TAG, actor=world.admin).state is TagState.ISSUED
 
 
 def test_lock_bound_to_another_client_is_refused(world: World) -> None:
     case_id, job_id = install_job(world, "K-RIGHT")
-    world.rs.enrol_lock("PH-102", SECRET, world.alarm_admin)
+    world.rs.locks.enrol("PH-102", SECRET, world.alarm_admin)
     other = proof(world, "PH-102", bound=True, client="K-OTHER", job_id=job_id)
     unbound = proof(world, "PH-102", bound=False, client="K-RIGHT", job_id=job_id)
     push(world, other, unbound,
@@ -183,7 +190,7 @@ def test_lock_bound_to_another_client_is_refused(world: World) -> None:
     [first, second] = outcomes(world, job_id)
     assert first[1] == "refused" and "K-OTHER" in str(first[2])
     assert second[1] == "refused" and "unbound" in str(second[2])
-    assert world.rs.case(case_id).state == "installation_booked"
+    assert world.rs.cases.get(case_id, actor=world.admin).state == "installation_booked"
 
 
 def test_unknown_lock_and_missing_proof(world: World) -> None:
@@ -196,7 +203,7 @@ def test_unknown_lock_and_missing_proof(world: World) -> None:
                                                        "nonsense": True})
     push(world, unknown, bare, invalid,
          tick(world, job_id, "lock_bound_to_client", verification=unknown.event_id))
-    verdicts = {v.event_id: v.verdict for v in world.rs.lock_verifications(world.alarm_admin)}
+    verdicts = {v.event_id: v.verdict for v in world.rs.locks.verifications(world.alarm_admin)}
     assert verdicts == {unknown.event_id: "unknown_lock", bare.event_id: "no_proof",
                         invalid.event_id: "invalid"}
     [(_, outcome, reason)] = outcomes(world, job_id)
@@ -217,7 +224,7 @@ def test_checkpoints_of_another_fitter_or_unknown_job_are_refused(world: World) 
     push(world, missing, bad)
     assert outcomes(world, 99_999) == [("job_marked_done", "refused",
                                         "no job 99999 in the binder")]
-    assert [c.outcome for c in world.rs.job_checkpoints(job_id)] == []
+    assert [c.outcome for c in world.rs.binder.checkpoints(job_id, actor=world.admin)] == []
     assert len(world.central.events(kind=JOB_CHECKPOINT)) == 2
 
 
@@ -227,7 +234,7 @@ def test_checkpoints_of_another_fitter_or_unknown_job_are_refused(world: World) 
 def test_removal_job_walked_to_removed_with_a_key_receipt(world: World) -> None:
     client = "K-REMOVE"
     case_id, job_id = removal_job(world, client)
-    world.rs.enrol_lock(f"PH-{client}", SECRET, world.admin)
+    world.rs.locks.enrol(f"PH-{client}", SECRET, world.admin)
     still_bound = proof(world, f"PH-{client}", bound=True, client=client, job_id=job_id)
     unbound = proof(world, f"PH-{client}", bound=False, client=client, job_id=job_id,
                     counter=4)
@@ -239,13 +246,13 @@ def test_removal_job_walked_to_removed_with_a_key_receipt(world: World) -> None:
          tick(world, job_id, "job_marked_done"))
     assert [o[1] for o in outcomes(world, job_id)] == [
         "refused", "applied", "applied", "applied", "applied"]
-    assert world.rs.case(case_id).state == "lock_removed"
-    [receipt] = world.rs.key_receipts(client)
+    assert world.rs.cases.get(case_id, actor=world.admin).state == "lock_removed"
+    [receipt] = world.rs.keys.receipts(client, actor=world.admin)
     assert (receipt.signed_by, receipt.unit, receipt.case_id) == (
         "Brukare A", KeyUnit.ALARM_GROUP, case_id)
     for action in ("check_key_register", "check_lock_system"):
-        world.rs.act(case_id, action, None, world.alarm_admin)
-    assert world.rs.case(case_id).state == "removed"
+        world.rs.cases.act(case_id, action, None, world.alarm_admin)
+    assert world.rs.cases.get(case_id, actor=world.admin).state == "removed"
     assert world.lock_status(client) == "none"
 
 
@@ -253,17 +260,17 @@ def test_removal_job_walked_to_removed_with_a_key_receipt(world: World) -> None:
 
 
 def test_low_battery_from_verified_readings_only(world: World) -> None:
-    world.rs.enrol_lock("PH-LOW", SECRET, world.alarm_admin)
+    world.rs.locks.enrol("PH-LOW", SECRET, world.alarm_admin)
     push(world, proof(world, "PH-LOW", bound=True, client="K-9", job_id=None, battery=12,
                       forged=True))
-    assert [a for a in world.rs.alerts() if a.kind is AlertKind.LOW_LOCK_BATTERY] == []
+    assert low_battery(world) == []
     push(world, proof(world, "PH-LOW", bound=True, client="K-9", job_id=None, battery=12))
-    [alert] = [a for a in world.rs.alerts() if a.kind is AlertKind.LOW_LOCK_BATTERY]
+    [alert] = low_battery(world)
     assert (alert.subject, alert.client_ref) == ("PH-LOW", "K-9")
     world.clock.advance(3600)
     later = proof(world, "PH-LOW", bound=True, client="K-9", job_id=None, battery=95)
     push(world, later.model_copy(update={"at": FIRST_AT + timedelta(hours=1)}))
-    assert [a for a in world.rs.alerts() if a.kind is AlertKind.LOW_LOCK_BATTERY] == []
+    assert low_battery(world) == []
 
 
 # --- the API and the secret ------------------------------------------------------------------
@@ -284,7 +291,7 @@ def test_jobs_and_verifications_over_http_never_show_the_secret(world: World,
     world.fitter_agent = world.central.authenticate(agent_token)
     client = "K-HTTP"
     _, job_id = install_job(world, client)
-    world.rs.enrol_lock("PH-HTTP", SECRET, world.alarm_admin)
+    world.rs.locks.enrol("PH-HTTP", SECRET, world.alarm_admin)
     seen = proof(world, "PH-HTTP", bound=True, client=client, job_id=job_id)
     push(world, seen, tick(world, job_id, "lock_bound_to_client", verification=seen.event_id))
 
@@ -318,11 +325,11 @@ def test_enrol_lock_needs_an_administrator_and_16_bytes(world: World) -> None:
     from central.errors import CentralError
 
     with pytest.raises(AccessDenied):
-        world.rs.enrol_lock("PH-X", SECRET, world.fitter)
+        world.rs.locks.enrol("PH-X", SECRET, world.fitter)
     with pytest.raises(CentralError, match="16 bytes"):
-        world.rs.enrol_lock("PH-X", b"short", world.alarm_admin)
-    world.rs.enrol_lock("PH-X", SECRET, world.admin)
-    assert world.rs.lock_enrolled("PH-X")
+        world.rs.locks.enrol("PH-X", b"short", world.alarm_admin)
+    world.rs.locks.enrol("PH-X", SECRET, world.admin)
+    assert world.rs.locks.enrolled("PH-X", actor=world.admin)
 
 
 def test_cli_enrols_and_lists_verdicts(world: World, database_url: str) -> None:

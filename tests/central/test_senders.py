@@ -149,7 +149,7 @@ def test_only_the_fitters_device_advances_a_case_or_files_a_proof(centre: Centre
     world = centre.world
     client = "K-TRUST"
     case_id, job_id = install_job(world, client)
-    world.rs.enrol_lock("PH-TRUST", SECRET, world.alarm_admin)
+    world.rs.locks.enrol("PH-TRUST", SECRET, world.alarm_admin)
     seen = proof(world, "PH-TRUST", bound=True, client=client, job_id=job_id)
     batch = [seen, tick(world, job_id, "lock_bound_to_client", verification=seen.event_id),
              tick(world, job_id, "knob_labelled_with_key_number"),
@@ -163,19 +163,19 @@ def test_only_the_fitters_device_advances_a_case_or_files_a_proof(centre: Centre
         answer = centre.push(name, forged)
         assert answer.stored == [], who
         assert len(answer.rejected) == len(batch), who
-    assert world.rs.case(case_id).state == "installation_booked"
-    assert world.rs.lock_verifications(world.alarm_admin) == []
-    assert world.rs.job_checkpoints(job_id) == []
+    assert world.rs.cases.get(case_id, actor=world.admin).state == "installation_booked"
+    assert world.rs.locks.verifications(world.alarm_admin) == []
+    assert world.rs.binder.checkpoints(job_id, actor=world.admin) == []
     assert world.central.events(kind=JOB_CHECKPOINT) == []
     assert world.central.pending_applications() == []
 
     # The device enrolled to montor-1 does it, and the case advances once.
     answer = centre.push(world.fitter_agent.name, _as(batch, world.fitter_agent.name))
     assert answer.rejected == [] and len(answer.stored) == len(batch)
-    case = world.rs.case(case_id)
+    case = world.rs.cases.get(case_id, actor=world.admin)
     assert case.state == "installed"
     assert case.steps[-1].actor == world.fitter.name
-    assert [v.verdict for v in world.rs.lock_verifications(world.alarm_admin)] == ["verified"]
+    assert [v.verdict for v in world.rs.locks.verifications(world.alarm_admin)] == ["verified"]
 
     runner = CliRunner()
     listed = runner.invoke(main, ["--database", _database(world), "device", "list", "--json"])

@@ -44,6 +44,7 @@ from sync.protocol import (
 from tests.central.conftest import CENTRE_T0, SteppingClock
 
 NORD, SYD = "hemtjanst-nord", "hemtjanst-syd"
+READER = Principal("office", "admin", None)  # reads tags and stock
 ADMIN, PROVIDER, OTHER_PROVIDER = "office", "utforare-nord", "utforare-syd"
 PI_1, PI_2, PI_SYD, PI_BARE = "pi-nord-1", "pi-nord-2", "pi-syd", "pi-bare"
 TAG_A, TAG_B, TAG_C = "04C767F2066180", "04DE5F1EACC040", "04A1B2C3D4E5F6"
@@ -108,9 +109,9 @@ def enrol(store: CentralStore, routine: RoutineStore) -> dict[str, str]:
     for ref, status in CLIENTS.items():
         store.upsert_reference(ReferenceKind.CLIENT, ref, {"ref": ref, "lock_status": status})
     nord, syd = Principal(PROVIDER, "provider", NORD), Principal(OTHER_PROVIDER, "provider", SYD)
-    routine.add_tag_stock(NORD, STOCK, nord)
-    routine.add_tag_stock(SYD, STOCK, syd)
-    routine.start_implementation("K-1", ImplementationKind.HOME_CARE, NORD, date(2026, 11, 2),
+    routine.tags.add_stock(NORD, STOCK, nord)
+    routine.tags.add_stock(SYD, STOCK, syd)
+    routine.implementations.start("K-1", ImplementationKind.HOME_CARE, NORD, date(2026, 11, 2),
                                  nord)
     return tokens
 
@@ -221,10 +222,10 @@ def test_provisioning_issues_the_tag_with_its_new_keys(centre: Centre) -> None:
     assert (done.uid, done.client_ref, done.key_version, done.counter) == (TAG_A, "K-1", 1, 1)
     assert centre.counter(TAG_A) == 1
     # Issued through the routine: from the unit's stock, registered, in the reference data.
-    tag = centre.routine.tag(TAG_A)
+    tag = centre.routine.tags.get(TAG_A, actor=READER)
     assert (tag.client_ref, tag.provider_unit, tag.state.value, tag.issued_by,
             tag.key_version) == ("K-1", NORD, "issued", PROVIDER, 1)
-    assert centre.routine.tag_stock(NORD) == STOCK - 1
+    assert centre.routine.tags.stock(NORD, actor=READER) == STOCK - 1
     items, _, _ = centre.store.reference_since(0, 1000)
     assert [i.data for i in items if i.kind == ReferenceKind.TAG] == [
         {"uid": TAG_A, "client_ref": "K-1", "active": True}]
@@ -240,7 +241,7 @@ def test_provisioning_issues_the_tag_with_its_new_keys(centre: Centre) -> None:
 def test_an_admin_provisions_for_the_clients_home_care_unit(centre: Centre) -> None:
     _, _, done = provision(centre, TAG_A, who=ADMIN)
     assert done.key_version == 1
-    assert centre.routine.tag(TAG_A).provider_unit == NORD
+    assert centre.routine.tags.get(TAG_A, actor=READER).provider_unit == NORD
     # A client with no running home care: the admin has no unit to issue it from.
     refused = centre.call("POST", ADMIN, f"/v1/tags/{TAG_B}/provision",
                           {"client_ref": "K-2"}, expect=409)
@@ -254,7 +255,7 @@ def test_a_cut_provisioning_gets_the_same_keys_again(centre: Centre) -> None:
     again = ProvisionKeys.model_validate(centre.post(PROVIDER, path, {"client_ref": "K-1"}))
     assert again == first and again.key_version == 1
     # Not confirmed: the tag is not issued, its new keys are nobody's yet.
-    assert centre.routine.tags("K-1") == []
+    assert centre.routine.tags.find("K-1", actor=READER) == []
     assert TagKeysPage.model_validate(centre.get(PI_1, "/v1/tag-keys")).tags == []
     chip = Ntag424Sim(bytes.fromhex(TAG_A))
     url = write(chip, again)
@@ -268,7 +269,7 @@ def test_a_cut_provisioning_gets_the_same_keys_again(centre: Centre) -> None:
     replay = centre.call("POST", PROVIDER, f"/v1/tags/{TAG_A}/provisioned", {"sun_url": url},
                          expect=409)
     assert_problem(replay, "sun_not_verified", "not above the last accepted")
-    assert centre.routine.tag_stock(NORD) == STOCK - 1
+    assert centre.routine.tags.stock(NORD, actor=READER) == STOCK - 1
     assert_no_master_key(centre)
 
 
@@ -288,7 +289,7 @@ def test_provisioning_follows_the_tag_lifecycle(centre: Centre) -> None:
     centre.store.upsert_reference(ReferenceKind.TAG, TAG_C, {"uid": TAG_C, "client_ref": "K-2"})
     refused(PROVIDER, TAG_C, "K-1", 409, "tag_not_issuable", "registered to client K-2")
     # A tag taken down is done.
-    centre.routine.tag_lost(TAG_A, Principal(PROVIDER, "provider", NORD))
+    centre.routine.tags.lost(TAG_A, Principal(PROVIDER, "provider", NORD))
     refused(PROVIDER, TAG_A, "K-1", 409, "tag_not_issuable", "was lost")
     # No stock: refused before anything is written to a tag.
     with centre.store._write() as conn:
@@ -306,7 +307,7 @@ def test_a_url_that_does_not_verify_confirms_nothing(centre: Centre) -> None:
         response = centre.call("POST", PROVIDER, f"/v1/tags/{TAG_A}/provisioned",
                                {"sun_url": bad}, expect=409)
         assert_problem(response, "sun_not_verified", text)
-    assert centre.routine.tags("K-1") == [] and centre.counter(TAG_A) is None
+    assert centre.routine.tags.find("K-1", actor=READER) == [] and centre.counter(TAG_A) is None
     nothing = centre.call("POST", PROVIDER, f"/v1/tags/{TAG_B}/provisioned",
                           {"sun_url": url}, expect=409)
     assert_problem(nothing, "conflict", "no provisioning of tag")
@@ -326,8 +327,9 @@ def test_rotation_then_reprovisioning_moves_the_tag_to_the_new_version(centre: C
     assert (second.key_version, second.current_key_version) == (2, 1)
     assert second.current_keys == first.keys and set(second.keys).isdisjoint(first.keys)
     assert done.key_version == 2 and done.counter > 1
-    assert centre.routine.tag(TAG_A).key_version == 2
-    assert centre.routine.tag_stock(NORD) == STOCK - 2  # re-provisioning takes no new tag
+    assert centre.routine.tags.get(TAG_A, actor=READER).key_version == 2
+    assert centre.routine.tags.stock(NORD,
+                                     actor=READER) == STOCK - 2  # re-provisioning takes no new tag
     page = TagKeysPage.model_validate(centre.get(PI_1, "/v1/tag-keys"))
     held = {t.uid: t for t in page.tags}
     assert (held[TAG_A].key_version, held[TAG_B].key_version) == (2, 1)

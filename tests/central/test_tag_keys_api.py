@@ -68,7 +68,7 @@ def test_a_device_gets_the_sdm_keys_of_its_units_sun_tags_only(centre: Centre) -
     # A tag issued the old way (no SUN) and a SUN tag that was lost are not listed.
     centre.post(PROVIDER, "/v1/tags", {"uid": CLASSIC_TAG, "client_ref": "K-1",
                                        "provider_unit": NORD}, expect=201)
-    centre.routine.tag_lost(TAG_B, Principal(PROVIDER, "provider", NORD))
+    centre.routine.tags.lost(TAG_B, Principal(PROVIDER, "provider", NORD))
     nord, syd, bare = page(centre, PI_1), page(centre, PI_SYD), page(centre, PI_BARE)
     assert [t.uid for t in nord.tags] == [TAG_A]
     assert [t.uid for t in syd.tags] == [TAG_C]
@@ -100,7 +100,7 @@ def test_auto_policy_follows_the_tags_the_deployment_has(centre: Centre) -> None
     centre.post(PROVIDER, "/v1/tags", {"uid": CLASSIC_TAG, "client_ref": "K-1",
                                        "provider_unit": NORD}, expect=201)
     assert page(centre, PI_SYD).policy is TagPolicy.SIGNATURE  # the whole deployment's
-    centre.routine.tag_lost(CLASSIC_TAG, Principal(PROVIDER, "provider", NORD))
+    centre.routine.tags.lost(CLASSIC_TAG, Principal(PROVIDER, "provider", NORD))
     assert page(centre, PI_1).policy is TagPolicy.SUN_REQUIRED
     state = centre.routine.sun.set_policy("uid_only")
     assert (state.setting, state.effective, state.active_tags, state.sun_tags) == (

@@ -90,8 +90,8 @@ def tick(data, job, checkpoint, *extra):
 def test_install_and_removal_walked_with_nyckelfri_alone(world, centre, tmp_path):
     install_case, install = install_job(world, "K-INST")
     removal_case, removal = removal_job(world, "K-REM")
-    world.rs.enrol_lock("PH-K-INST", SECRET, world.alarm_admin)
-    world.rs.enrol_lock("PH-K-REM", SECRET, world.alarm_admin)
+    world.rs.locks.enrol("PH-K-INST", SECRET, world.alarm_admin)
+    world.rs.locks.enrol("PH-K-REM", SECRET, world.alarm_admin)
     data = agent_dir(tmp_path, world, centre)
     sync(data)
     jobs = job_ids(data)
@@ -117,17 +117,18 @@ def test_install_and_removal_walked_with_nyckelfri_alone(world, centre, tmp_path
         assert r.exit_code == 0, r.output
     sync(data)  # offline until now: the centre verifies the proofs on arrival
 
-    verdicts = {v.serial: v.verdict for v in world.rs.lock_verifications(world.alarm_admin)}
+    verdicts = {v.serial: v.verdict for v in world.rs.locks.verifications(world.alarm_admin)}
     assert verdicts == {"PH-K-INST": "verified", "PH-K-REM": "verified"}
-    assert world.rs.case(install_case).state == "installed"
+    assert world.rs.cases.get(install_case, actor=world.admin).state == "installed"
     assert world.lock_status("K-INST") == "installed"
-    assert world.rs.case(removal_case).state == "lock_removed"
-    assert [r.signed_by for r in world.rs.key_receipts("K-REM")] == ["Brukare B"]
+    assert world.rs.cases.get(removal_case, actor=world.admin).state == "lock_removed"
+    assert [r.signed_by for r in world.rs.keys.receipts("K-REM",
+                                                        actor=world.admin)] == ["Brukare B"]
 
 
 def test_wrong_lock_wrong_binding_and_forgery_are_caught_and_named(world, centre, tmp_path):
     _case, job = install_job(world, "K-INST")
-    world.rs.enrol_lock("PH-K-INST", SECRET, world.alarm_admin)
+    world.rs.locks.enrol("PH-K-INST", SECRET, world.alarm_admin)
     data = agent_dir(tmp_path, world, centre)
     sync(data)
 
@@ -149,7 +150,7 @@ def test_wrong_lock_wrong_binding_and_forgery_are_caught_and_named(world, centre
     assert r.exit_code == 0, r.output
     assert tick(data, job, "lock_bound_to_client").exit_code == 0
     sync(data)
-    verdicts = [v.verdict for v in world.rs.lock_verifications(world.alarm_admin)]
+    verdicts = [v.verdict for v in world.rs.locks.verifications(world.alarm_admin)]
     assert "forged" in verdicts
-    assert world.rs.case(_case).state != "installed"
+    assert world.rs.cases.get(_case, actor=world.admin).state != "installed"
     assert world.lock_status("K-INST") != "installed"

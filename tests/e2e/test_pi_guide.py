@@ -88,9 +88,14 @@ def test_install_enrol_run_registers_and_syncs_a_tap(tmp_path):
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             try:
                 for uid in (BADGE, TAG):
-                    field.present(build_tag(uid, "NTAG215"), 0.7)
-                    while field.tag_present:
-                        time.sleep(0.05)
+                    # Held until the agent reads it: the agent may still be starting (a loaded
+                    # machine), and a tag taken away unread is no tap.
+                    before = field.activations
+                    field.present(build_tag(uid, "NTAG215"))
+                    assert field.wait_for_activations(before + 1, SYNCED_WITHIN_S), (
+                        f"the agent never read tag {uid} (exit code {agent.poll()})")
+                    time.sleep(0.7)
+                    field.remove()
                 deadline = time.monotonic() + SYNCED_WITHIN_S
                 while not centre.visits() and time.monotonic() < deadline:
                     assert agent.poll() is None, agent.stderr.read().decode()
