@@ -108,7 +108,11 @@ REMOVAL_LEVELS: Final[dict[str, str]] = {"ok": "I tid", "warning": "Snart",
 
 METHODS: Final[dict[str, str]] = {"nfc_tag": "NFC-etikett", "lock": "Digitalt lås"}
 
-CHECKPOINTS: Final[dict[str, str]] = dict(texts.CHECKPOINTS_SV)
+CHECKPOINTS: Final[dict[str, str]] = {
+    **texts.CHECKPOINTS_SV,
+    # the fitter's agent's name for 2b.8's unbinding (sync.protocol.CHECKPOINTS_REMOVAL)
+    "lock_unbound_from_client": texts.CHECKPOINTS_SV["lock_unbound_in_lock_system"],
+}
 
 WEEKDAYS: Final = ("måndag", "tisdag", "onsdag", "torsdag", "fredag", "lördag", "söndag")
 

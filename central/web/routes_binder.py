@@ -89,13 +89,16 @@ def _job(request: Request, session: Session, job_id: int, *, problem: Problem | 
     routine, me = routine_of(request), session.principal
     try:
         job = views_binder.job(routine, me, job_id)
-        ticked = views_binder.checkpoints(routine, me, job_id)
+        door = views_binder.at_the_door(routine, me, job)
+        sent = views_binder.checkpoints(routine, me, job_id)
     except STORE_ERRORS as exc:
         return render(request, "refused.html", session, problem=_problem(request, exc))
     fitters = [me.name] if me.role == "fitter" else views_cases.fitters(routine)
+    refused = [c for c in sent or () if c.outcome != "applied"]
     return case_page(request, session, job.case_id, problem=problem, template="job.html",
-                     the_job=job, ticked=ticked, fitters=fitters,
-                     booking_values=values or _defaults(request, session), back=f"/parm/{job_id}")
+                     the_job=job, door=door, refused=refused, fitters=fitters,
+                     booking_values=values or _defaults(request, session),
+                     back=f"/parm/{job_id}")
 
 
 def _defaults(request: Request, session: Session) -> dict[str, str]:

@@ -1,7 +1,6 @@
-"""The pages' calls into the routine store for cases (the one place to re-point them).
+"""The pages' calls into the routine's services for cases (:mod:`central.services`).
 
-Every call passes the signed-in principal as ``actor`` where the store takes one, and
-does the checks the JSON routes do (:mod:`central.http.routes_routine`).
+Every call passes the signed-in principal as ``actor``; the services check access.
 """
 
 from __future__ import annotations
@@ -17,29 +16,29 @@ from routine.flows import Action, Flow, Role
 
 def cases(routine: RoutineStore, actor: access.Actor, *, flow: str | None = None,
           client: str | None = None, open_only: bool = False) -> list[Case]:
-    return routine.cases(client_ref=client or None, flow=flow or None, open_only=open_only,
-                         actor=actor)
+    return routine.cases.find(actor=actor, client_ref=client or None, flow=flow or None,
+                              open_only=open_only)
 
 
 def case(routine: RoutineStore, actor: access.Actor, case_id: int) -> Case:
-    return routine.case(case_id, actor=actor)
+    return routine.cases.get(case_id, actor=actor)
 
 
 def open_case(routine: RoutineStore, actor: access.Actor, flow: str, client: str, *,
               provider_unit: str | None, note: str | None) -> Case:
-    return routine.open_case(Flow(flow), client, actor, provider_unit=provider_unit or None,
-                             note=note or None)
+    return routine.cases.open(Flow(flow), client, actor, provider_unit=provider_unit or None,
+                              note=note or None)
 
 
 def act(routine: RoutineStore, actor: access.Actor, case_id: int, action: str,
         answer: str | None, *, note: str | None, checks: Collection[str]) -> CaseStep:
-    return routine.act(case_id, action, answer or None, actor, note=note or None,
-                       checks=checks)
+    return routine.cases.act(case_id, action, answer or None, actor, note=note or None,
+                             checks=checks)
 
 
 def documentation(routine: RoutineStore, actor: access.Actor,
                   client: str) -> list[DocumentationText]:
-    return routine.documentation(client, actor=actor)
+    return routine.cases.documentation(client, actor=actor)
 
 
 def mine(actor: access.Actor, actions: list[Action]) -> list[Action]:
@@ -53,7 +52,7 @@ def job_of(routine: RoutineStore, actor: access.Actor, case_id: int) -> Job | No
                                        and actor.unit == routine.units.alarm_group)):
         return None
     try:
-        found = [j for j in routine.binder(actor, open_only=False) if j.case_id == case_id]
+        found = [j for j in routine.binder.jobs(actor, open_only=False) if j.case_id == case_id]
     except AccessDenied:
         return None
     return found[-1] if found else None

@@ -1,4 +1,7 @@
-"""The pages' calls into the routine store for alerts and reports."""
+"""The pages' calls into the routine's services for alerts and reports.
+
+Every call passes the signed-in principal as ``actor``; the services check access.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +11,20 @@ from central.cases import access
 from central.cases.alerts import Alert
 from central.cases.reports import PendingInstall, Removal, VisitMethods
 from central.cases.store import RoutineStore
-from central.web.views_keys import require_reader
 
 
 def alerts(routine: RoutineStore, actor: access.Actor) -> list[Alert]:
-    require_reader(actor)
-    return routine.alerts(routine.central.today())
+    return routine.alerts.current(actor=actor)
 
 
 def pending_installs(routine: RoutineStore, actor: access.Actor) -> list[PendingInstall]:
-    require_reader(actor)
-    return routine.pending_installs(routine.central.today())
+    return routine.reports.pending_installs(actor=actor)
 
 
 def removals(routine: RoutineStore, actor: access.Actor) -> list[Removal]:
-    require_reader(actor)
-    return routine.removals(routine.central.today())
+    return routine.reports.removals(actor=actor)
 
 
 def visits(routine: RoutineStore, actor: access.Actor, *, start: date | None = None,
            end: date | None = None) -> list[VisitMethods]:
-    require_reader(actor)
-    return routine.visits_by_method(start=start, end=end)
+    return routine.reports.visits_by_method(actor=actor, start=start, end=end)

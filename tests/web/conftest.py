@@ -13,6 +13,7 @@ a real centre served by uvicorn on loopback over SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -43,10 +44,8 @@ def _install_chromium() -> None:
     command = ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"]
     if os.geteuid() != 0 and shutil.which("sudo"):
         command = ["sudo", "-n", *command]
-    try:
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
         subprocess.run(command, check=False, timeout=600, capture_output=True)
-    except (OSError, subprocess.TimeoutExpired):
-        pass
 
 
 @pytest.fixture(scope="session")

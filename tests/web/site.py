@@ -25,7 +25,7 @@ from tests.central.test_lock_proofs import SECRET, proof, tick
 
 PASSWORD = "rätt-lösenord-2026"
 SCREENSHOTS_ENV = "NYCKELFRI_SCREENSHOTS"
-WIDE = {"width": 1024, "height": 800}
+DASH = "\u2013"  # the pages write time spans with an en dash: 09:00\u201310:00
 
 
 class Site:
@@ -83,14 +83,14 @@ class Site:
 
     def prove_bound(self, serial: str, client: str, job_id: int) -> None:
         """2a.7 on site: the agent reads the lock (bound to the client) and ticks it."""
-        self.world.rs.enrol_lock(serial, SECRET, self.world.alarm_admin)
+        self.world.rs.locks.enrol(serial, SECRET, self.world.alarm_admin)
         seen = proof(self.world, serial, bound=True, client=client, job_id=job_id)
         self.push(seen, tick(self.world, job_id, "lock_bound_to_client",
                              verification=seen.event_id))
 
     def prove_unbound(self, serial: str, client: str, job_id: int) -> None:
         """2b.8 on site: the agent reads the lock unbound from the client and ticks it."""
-        self.world.rs.enrol_lock(serial, SECRET, self.world.alarm_admin)
+        self.world.rs.locks.enrol(serial, SECRET, self.world.alarm_admin)
         seen = proof(self.world, serial, bound=False, client=client, job_id=job_id)
         self.push(seen, tick(self.world, job_id, "lock_unbound_from_client",
                              verification=seen.event_id))

@@ -13,8 +13,8 @@ UNLABELLED = """() => [...document.querySelectorAll(
     'input:not([type=hidden]), select, textarea')]
   .filter(e => e.labels === null || e.labels.length === 0)
   .map(e => e.outerHTML)"""
-DIV_BUTTONS = """() => [...document.querySelectorAll('[onclick], div[role=button], span[role=button]')]
-  .map(e => e.outerHTML)"""
+DIV_BUTTONS = """() => [...document.querySelectorAll(
+    '[onclick], div[role=button], span[role=button]')].map(e => e.outerHTML)"""
 
 
 def check(page: Page, path: str) -> None:
