@@ -15,7 +15,7 @@ WRONG = "Fel användarnamn eller lösenord."
 REFUSED = "Formuläret kom inte från den här sidan och togs inte emot."
 
 
-def test_no_session_goes_to_sign_in_and_back(site: Site) -> None:
+def test_sign_in_redirects_and_refuses_alike(site: Site) -> None:
     site.password("handlaggare-1")
     page = site.new_page()
     page.goto("/arenden?flode=2a")
@@ -36,10 +36,8 @@ def test_no_session_goes_to_sign_in_and_back(site: Site) -> None:
                                       max_redirects=0)
     assert response.status == 303 and "/logga-in" in response.headers["location"]
     assert site.world.rs.cases.find(actor=site.world.admin) == []
-
-
-def test_wrong_password_and_unknown_name_get_the_same_answer(site: Site) -> None:
-    page = site.new_page()
+    # a wrong password and an unknown name get the same answer
+    page = anonymous
     site.sign_in(page, "handlaggare-1", "fel-lösenord-som-är-långt")
     expect(page.get_by_role("alert")).to_contain_text(WRONG)
     expect(page.get_by_label("Användarnamn")).to_have_value("handlaggare-1")
@@ -96,13 +94,11 @@ def test_logout_ends_the_session_for_good(site: Site) -> None:
     replay.context.add_cookies([cookie])
     replay.goto("/inkorg")
     assert "/logga-in" in replay.url
-
-
-def test_revoked_principal_is_signed_out(site: Site) -> None:
-    page = site.as_("utforare-syd")
+    # a revoked principal's session ends at its next request
+    provider = site.as_("utforare-syd")
     site.world.central.revoke_device("utforare-syd")
-    page.goto("/arenden")
-    assert "/logga-in" in page.url
+    provider.goto("/arenden")
+    assert "/logga-in" in provider.url
 
 
 def test_double_booking_is_refused_with_the_message_shown(site: Site) -> None:
