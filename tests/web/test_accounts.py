@@ -44,6 +44,7 @@ def test_password_is_kept_as_salted_scrypt_with_its_parameters(store: CentralSto
     with store._read() as conn:
         stored = conn.execute(sa.select(web_credentials.c.password_hash)).scalar_one()
     scheme, n, r, p, salt, digest = stored.split("$")
+    assert len(bytes.fromhex(digest)) == 32
     assert (scheme, n, r, p) == ("scrypt", str(2**14), "8", "1")
     assert len(bytes.fromhex(salt)) == 16 and GOOD not in stored
     assert accounts.hash_password(GOOD) != accounts.hash_password(GOOD)  # fresh salt

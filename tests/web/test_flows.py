@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 from central.cases.values import ImplementationKind
 from routine import texts
 from tests.central.test_cases_world import NORD
-from tests.web.site import DASH, Site, case_id_of, shot, step
+from tests.web.site import DASH, Site, case_id_of, shot, shots_wanted, step
 
 HOME, ALARM = ImplementationKind.HOME_CARE, ImplementationKind.SAFETY_ALARM
 KNOB = "märker upp brukarens låsvred"
@@ -82,9 +82,13 @@ def test_2a_installation_in_the_browser(site: Site) -> None:
     admin.goto("/inkorg")
     expect(admin.get_by_text("Inga ohanterade meddelanden.")).to_be_visible()
     [job] = w.rs.binder.jobs(w.alarm_admin)
+    admin.goto("/parm")
+    expect(admin.get_by_role("link", name=f"Montering, jobb {job.id}")).to_be_visible()
+    shot(admin, "parm")
 
     # 2a.6: the fitter books a time with the client in the shared schedule.
     fitter = site.as_("montor-1")
+    expect(fitter.get_by_text("Inga jobb.")).to_be_visible()  # none booked for them yet
     fitter.get_by_role("link", name="Pärm", exact=True).click()
     fitter.get_by_role("link", name=f"Montering, jobb {job.id}").click()
     fitter.get_by_label("Dag").fill("2026-12-01")
@@ -96,6 +100,9 @@ def test_2a_installation_in_the_browser(site: Site) -> None:
     expect(fitter.locator(".booking")).to_contain_text(
         f"09:00{DASH}10:00 montor-1: montering hos {client}")
     shot(fitter, "schema-vecka")
+    fitter.goto("/")
+    expect(fitter.locator("#h-myjobs + .table-wrap")).to_contain_text(client)
+    shot(fitter, "start-montor")
 
     # 2a.7 on site: the fitter's agent proves the lock bound to the client.
     site.prove_bound("PH-WEB-1", client, job.id)
@@ -178,6 +185,7 @@ def test_2b_removal_in_the_browser_with_a_signed_key_receipt(site: Site) -> None
     # 2b.5-2b.6: the alarm administrator ends the alarm and puts the removal in the binder.
     admin = site.as_("larmhandlaggare-1")
     expect(admin.get_by_text(f"Nedmontering hos brukare {client}")).to_be_visible()
+    shot(admin, "start-larmhandlaggare")
     admin.goto(f"/arenden/{case_id}")
     step(admin, "alarm_decision", "Trygghetslarmet ska avslutas")
     step(admin, "end_alarm_implementation")
@@ -238,3 +246,9 @@ def test_2b_removal_in_the_browser_with_a_signed_key_receipt(site: Site) -> None
     assert "✓ Montören lämnar tillbaka larmnycklar till brukaren" in steps[7]
     assert "✓ Det digitala låset är frånkopplat brukaren i Phoniro." in steps[7]
     assert "2b.10 • Larmhandläggaren kontrollerar att låsnummer/serienummer" in steps[9]
+    admin.goto("/rapporter")
+    expect(admin.locator("#h-nedmonteringar")).to_be_visible()
+    shot(admin, "rapporter")
+    if shots_wanted():
+        overview = site.as_("admin-1")
+        shot(overview, "start-administrator")
