@@ -11,7 +11,7 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
-from central import cli_routine
+from central.cases.errors import AccessDenied, DoubleBooking
 from central.cli import EXIT_DATA, EXIT_DATABASE, EXIT_REFUSED, EXIT_USAGE, main
 from tests.central.test_cli import UNREACHABLE_PG, all_commands
 
@@ -103,7 +103,8 @@ def test_the_routine_groups_are_registered_on_main() -> None:
 def test_main_help_names_the_acting_principal(runner: CliRunner) -> None:
     result = runner.invoke(main, ["--help"])
     assert result.exit_code == 0 and "--as NAME" in result.output
-    assert cli_routine.EXIT_REFUSED == EXIT_REFUSED == 4
+    # refusals exit 4: the errors carry it (central.errors), not a map of HTTP statuses
+    assert AccessDenied.exit_code == DoubleBooking.exit_code == EXIT_REFUSED == 4
 
 
 # --- a 2a walk -------------------------------------------------------------------------------
