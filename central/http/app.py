@@ -31,6 +31,7 @@ from central.http import routes_admin, routes_routine, routes_sun, routes_sync
 from central.http.middleware import BodyLimit, ServerTimeHeader
 from central.http.problems import install_error_handlers
 from central.store import CentralStore
+from central.web.app import install as install_web
 from sync.protocol import MAX_BODY_BYTES, PROTOCOL_VERSION
 
 
@@ -65,6 +66,7 @@ def create_app(store: CentralStore, *, max_body_bytes: int = MAX_BODY_BYTES,
     app.include_router(routes_routine.router)
     app.include_router(routes_sun.router)
     app.include_router(routes_admin.operations)
+    install_web(app)  # the routine's pages for people (central.web)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=max_body_bytes, now=store.now)
     app.add_middleware(ServerTimeHeader, now=store.now)
