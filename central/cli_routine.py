@@ -9,6 +9,7 @@ The keys, tags, locks, alerts and reports are :mod:`central.cli_registers`.
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from typing import Any
 
@@ -68,6 +69,33 @@ def principal_add(ctx: click.Context, name: str, role: str, unit: str | None,
     click.echo(f"enrolled {role} {name}{f' of {unit}' if unit else ''}; its token:")
     click.echo(token)
     click.echo(ENROLMENT_WARNING, err=True)
+
+
+@principal.command("password")
+@click.argument("name")
+@click.option("--password-stdin", "from_stdin", is_flag=True,
+              help="Read the password from the first line of standard input (for scripts).")
+@json_option
+@click.pass_context
+def principal_password(ctx: click.Context, name: str, from_stdin: bool, as_json: bool) -> None:
+    """Set NAME's password for the web pages (at least 12 characters); ends its sessions.
+
+    Asks twice, without echo, unless --password-stdin is given. Field devices sign in
+    with their token, not a password.
+    """
+    from central.web.accounts import set_password  # the web's credentials, for this command
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt(f"password for {name}", hide_input=True,
+                                confirmation_prompt=True)
+    with open_store(ctx) as store:
+        set_password(store, name, password)
+    if as_json:
+        emit_json({"name": name, "password_set": True})
+        return
+    click.echo(f"password set for {name}; they sign in at the centre's /logga-in")
 
 
 @principal.command("list")
