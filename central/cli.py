@@ -1,137 +1,68 @@
-"""The ``nyckelfri-central`` command line: thin commands over the central store.
+"""The ``nyckelfri-central`` command line: thin commands over the central store and the
+routine's services.
 
-Exit codes: 0 ok, 2 usage error, 4 refused by the routine or by the principal's role
-and unit (:mod:`central.cli_routine`), 5 data or configuration error (bad input, unknown
-device or record, unreadable file), 6 database unavailable. Tracebacks only with
-``--debug``.
+This module holds the administration commands (serve, migrate, devices, pending
+applications, reference data, visits, events) and is the entry point: importing it
+adds the routine's commands (:mod:`central.cli_routine`, :mod:`central.cli_registers`)
+and the SUN tag keys' (:mod:`central.cli_sun`) to :data:`main`. What every command
+shares, exit codes included, is in :mod:`central.cli_base`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, is_dataclass
-from datetime import date, datetime
+from dataclasses import asdict
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import click
 
+from central import cli_registers, cli_routine, cli_sun
 from central.applications import describe
 from central.cases.store import RoutineStore
-from central.errors import CentralError, DatabaseUnavailable, ReferenceDataError
-from central.server import DATABASE_ENV, DEFAULT_PORT, ServerError, serve
+from central.cli_base import (
+    ACTING_AS_ENV,
+    DATABASE_ENV,
+    DEFAULT_DATABASE,
+    ENROLMENT_WARNING,
+    EXIT_DATA,
+    EXIT_DATABASE,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    LOOPBACK,
+    REFERENCE_LIST_PAGE,
+    CliError,
+    _debug,
+    _when,
+    emit_json,
+    errors_to_exit,
+    json_option,
+    main,
+    open_store,
+)
+from central.defaults import DEFAULT_PORT
+from central.errors import ReferenceDataError
 from central.store import DEFAULT_DAY_ZONE, CentralStore
 from sync.protocol import ReferenceKind
 
-EXIT_USAGE = 2
-EXIT_REFUSED = 4
-EXIT_DATA = 5
-EXIT_DATABASE = 6
-DEFAULT_DATABASE = "./nyckelfri-central.db"
-ACTING_AS_ENV = "NYCKELFRI_CENTRAL_AS"
-# Reference records fetched per round trip to the store by 'reference list'.
-REFERENCE_LIST_PAGE = 1000
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
-ENROLMENT_WARNING = ("This token is shown only now and will not be shown again: put it in the "
-                 "device's configuration. Lost tokens cannot be recovered; revoke the device "
-                 "and add it under a new name.")
+# Re-exported: the entry point's names, as scripts and tests import them from here.
+__all__ = [
+    "ACTING_AS_ENV",
+    "DATABASE_ENV",
+    "DEFAULT_DATABASE",
+    "EXIT_DATA",
+    "EXIT_DATABASE",
+    "EXIT_REFUSED",
+    "EXIT_USAGE",
+    "cli_registers",
+    "cli_routine",
+    "cli_sun",
+    "main",
+]
 
 log = logging.getLogger(__name__)
-
-
-class CliError(click.ClickException):
-    """A failure with advice; ``exit_code`` is the process's exit status."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code  # type: ignore[misc]  # click declares it per class
-
-
-def _exit_code(exc: Exception) -> int:
-    return EXIT_DATABASE if isinstance(exc, DatabaseUnavailable) else EXIT_DATA
-
-
-@contextmanager
-def errors_to_exit(debug: bool) -> Iterator[None]:
-    """Map the library's errors to exit codes, keeping their advice."""
-    try:
-        yield
-    except (CentralError, ServerError) as exc:
-        if debug:
-            raise
-        raise CliError(str(exc), _exit_code(exc)) from exc
-
-
-def _setup_logging(debug: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--database", envvar=DATABASE_ENV, default=DEFAULT_DATABASE, show_default=True,
-              metavar="PATH|DSN",
-              help=f"SQLite file, or a postgresql://... DSN (env {DATABASE_ENV}).")
-@click.option("--as", "acting_as", envvar=ACTING_AS_ENV, default=None, metavar="NAME",
-              help=f"Work the routine as this principal (env {ACTING_AS_ENV}); its role and "
-                   "unit apply. Commands take --as too.")
-@click.option("--debug", is_flag=True, help="Verbose logging and full tracebacks.")
-@click.version_option(package_name="nyckelfri")
-@click.pass_context
-def main(ctx: click.Context, database: str, acting_as: str | None, debug: bool) -> None:
-    """nyckelfri-central: the central store and sync service of nyckelfri.
-
-    Field agents push the visits they registered; administrators enrol devices,
-    keep the reference data (clients, tags, staff, locks) and read the visits.
-    Assessors, providers, alarm administrators and fitters work the routine's
-    cases, binder, keys and tags (principal, case, client, inbox, binder, ...).
-    """
-    ctx.obj = {"database": database, "debug": debug, "as": acting_as}
-    _setup_logging(debug)
-
-
-def _debug(ctx: click.Context) -> bool:
-    return bool(ctx.find_root().obj["debug"])
-
-
-@contextmanager
-def open_store(ctx: click.Context) -> Iterator[CentralStore]:
-    """The store named by ``--database`` (schema upgraded), errors mapped to exit codes."""
-    with errors_to_exit(_debug(ctx)):
-        store = CentralStore.open(ctx.find_root().obj["database"])
-        try:
-            yield store
-        finally:
-            store.close()
-
-
-def _plain(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return {k: _plain(v) for k, v in asdict(value).items()}
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def emit_json(data: Any) -> None:
-    click.echo(json.dumps(_plain(data), ensure_ascii=False, sort_keys=True))
-
-
-def _when(value: datetime | None) -> str:
-    return value.astimezone().strftime("%Y-%m-%d %H:%M") if value else "-"
-
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 
 
 # --- serve and migrate ---------------------------------------------------------------------
@@ -155,10 +86,17 @@ def serve_cmd(ctx: click.Context, host: str, port: int, tls_cert: Path | None,
     if tls_cert is None and host not in LOOPBACK:
         click.echo(f"warning: plain HTTP on {host}: tokens travel unencrypted; use "
                    "--tls-cert/--tls-key or a TLS proxy in front", err=True)
+    from central.server import ServerError, serve  # the HTTP stack, for this command only
+
     with errors_to_exit(_debug(ctx)):
-        serve(ctx.find_root().obj["database"], host, port, tls_cert=tls_cert,
-              tls_key=tls_key, workers=workers,
-              log_level="debug" if _debug(ctx) else "info")
+        try:
+            serve(ctx.find_root().obj["database"], host, port, tls_cert=tls_cert,
+                  tls_key=tls_key, workers=workers,
+                  log_level="debug" if _debug(ctx) else "info")
+        except ServerError as exc:
+            if _debug(ctx):
+                raise
+            raise CliError(str(exc), EXIT_DATA) from exc
     click.echo("centre stopped", err=True)
 
 
@@ -525,4 +463,3 @@ def events_cmd(ctx: click.Context, device_name: str | None, kind: str | None, li
 
 # The routine's commands (principal, case, client, inbox, binder, keys, tags, ...) and the
 # SUN ones (tag-keys) add themselves to ``main``; at the end, so they find all above.
-from central import cli_routine, cli_sun  # noqa: E402, F401

@@ -13,8 +13,7 @@ from __future__ import annotations
 import click
 
 from central.cases import sun
-from central.cli import _when, emit_json, json_option, main
-from central.cli_routine import routine_store
+from central.cli_base import _when, emit_json, json_option, main, routine_store
 
 
 @main.group("tag-keys")

@@ -23,13 +23,12 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from central.defaults import DATABASE_ENV, DEFAULT_PORT
 from central.http.app import create_app
 from central.store import CentralStore
 
 log = logging.getLogger(__name__)
 
-DATABASE_ENV = "NYCKELFRI_CENTRAL_DB"
-DEFAULT_PORT = 8443
 # Requests in flight at SIGTERM get this long to finish; an agent whose push was
 # cut off retries it, and the centre stores each event once.
 GRACEFUL_SHUTDOWN_S = 10

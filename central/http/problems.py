@@ -19,29 +19,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from central.cases.errors import (
-    AccessDenied,
-    CaseConflict,
-    DoubleBooking,
-    ImplementationConflict,
-    KeyNumberBound,
-    NoKeysBound,
-    SunNotVerified,
-    TagNotIssuable,
-    TagStockEmpty,
-    UnknownRecord,
-)
 from central.errors import (
     CentralError,
     DatabaseUnavailable,
-    DeviceExists,
-    Forbidden,
-    InvalidClockSample,
-    ReferenceDataError,
-    Unauthorized,
-    UnknownDevice,
-    UnknownReference,
-    UnstorableReference,
 )
 from central.store import CentralStore
 from routine.flows import RoutineError, UnmetRequirement
@@ -52,7 +32,7 @@ log = logging.getLogger(__name__)
 # The centre's clock on every answer (ISO 8601), errors included.
 SERVER_TIME_HEADER = "X-Nyckelfri-Server-Time"
 # Clients back off this long before retrying a 503 (database unavailable).
-RETRY_AFTER_S = 5
+RETRY_AFTER_S = DatabaseUnavailable.retry_after_s
 # A validation answer names at most this many problems, each cut to this length,
 # so a hostile body is never echoed back at length.
 MAX_REPORTED_ERRORS = 10
@@ -99,48 +79,14 @@ WITH_BODY = {**AUTHED, **problem_responses(415)}
 
 # --- the store's errors ------------------------------------------------------------------
 
-# First match wins: subclasses before their parents.
-_STORE_ERRORS: tuple[tuple[type[CentralError], int, str, str], ...] = (
-    (Unauthorized, 401, "unauthorized", AUTH_ADVICE),
-    (Forbidden, 403, "forbidden", "ask the centre's administrator for a valid token"),
-    (DeviceExists, 409, "device_exists", "choose another name or revoke the old device"),
-    (UnknownDevice, 404, "unknown_device", "list the devices: 'nyckelfri-central device list'"),
-    (InvalidClockSample, 422, "invalid_request", "send the clock sample as measured, or none"),
-    (UnstorableReference, 422, "invalid_reference", "send plain JSON data; nothing was changed"),
-    (ReferenceDataError, 422, "invalid_reference",
-     "correct the reference data; nothing was changed"),
-    (UnknownReference, 404, "unknown_reference", "list it: 'nyckelfri-central reference list'"),
-    # The routine store's (central.cases.errors); its bad input (CaseError) is a 422 below.
-    (AccessDenied, 403, "access_denied",
-     "act with a principal of the role and unit this needs ('nyckelfri-central principal "
-     "list' shows them)"),
-    (UnknownRecord, 404, "unknown_record",
-     "list the cases, the binder, the inbox or the tags to find the id"),
-    (DoubleBooking, 409, "double_booking",
-     "choose a time that does not overlap the fitter's bookings (GET /v1/schedule?fitter=)"),
-    (CaseConflict, 409, "conflict", "do what the detail says first, then ask again"),
-    (ImplementationConflict, 409, "conflict", "list the client's implementations"),
-    (KeyNumberBound, 409, "key_number_bound", "return the key set first, or check the number"),
-    (NoKeysBound, 409, "no_keys_bound", "list the client's key sets"),
-    (TagNotIssuable, 409, "tag_not_issuable", "check the client's lock status and tags"),
-    (TagStockEmpty, 409, "tag_stock_empty", "add tags to the provider's stock first"),
-    (SunNotVerified, 409, "sun_not_verified",
-     "provision the tag again with it on the reader; the detail says what did not verify"),
-    (DatabaseUnavailable, 503, "database_unavailable",
-     f"the centre's database is unreachable; retry in {RETRY_AFTER_S} s"),
-)
-
-
 def store_error_problem(exc: CentralError) -> ApiProblem:
-    for kind, status, error, advice in _STORE_ERRORS:
-        if isinstance(exc, kind):
-            headers = {}
-            if status == 401:
-                headers["WWW-Authenticate"] = BEARER_CHALLENGE
-            elif status == 503:
-                headers["Retry-After"] = str(RETRY_AFTER_S)
-            return ApiProblem(status, error, str(exc), advice, headers)
-    return ApiProblem(422, "invalid_request", str(exc), "correct the request")
+    """The answer to a store error: its status, code and advice (:mod:`central.errors`)."""
+    headers = {}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = BEARER_CHALLENGE
+    elif exc.status == 503:
+        headers["Retry-After"] = str(RETRY_AFTER_S)
+    return ApiProblem(exc.status, exc.error, str(exc), exc.advice, headers)
 
 
 # --- the routine's rule errors ------------------------------------------------------------

@@ -11,8 +11,10 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
-from central import cli_routine
+from central.cases.errors import AccessDenied, DoubleBooking
 from central.cli import EXIT_DATA, EXIT_DATABASE, EXIT_REFUSED, EXIT_USAGE, main
+from central.store import CentralStore
+from central.web.accounts import check_password
 from tests.central.test_cli import UNREACHABLE_PG, all_commands
 
 NORD, ALARM, ORDERING = "hemtjanst-nord", "larmgruppen", "bestallarenhet-1"
@@ -103,7 +105,8 @@ def test_the_routine_groups_are_registered_on_main() -> None:
 def test_main_help_names_the_acting_principal(runner: CliRunner) -> None:
     result = runner.invoke(main, ["--help"])
     assert result.exit_code == 0 and "--as NAME" in result.output
-    assert cli_routine.EXIT_REFUSED == EXIT_REFUSED == 4
+    # refusals exit 4: the errors carry it (central.errors), not a map of HTTP statuses
+    assert AccessDenied.exit_code == DoubleBooking.exit_code == EXIT_REFUSED == 4
 
 
 # --- a 2a walk -------------------------------------------------------------------------------
@@ -287,3 +290,26 @@ def test_unreachable_database_exits_6(runner: CliRunner) -> None:
                                   "list"])
     assert result.exit_code == EXIT_DATABASE and "unavailable" in result.output
     assert "Traceback" not in result.output
+
+
+def test_principal_password_sets_the_web_sign_in(runner: CliRunner, enrolled: Cli,
+                                                 database_url: str) -> None:
+    def password(name: str, text: str) -> Result:
+        return runner.invoke(main, ["--database", database_url, "principal", "password", name,
+                                    "--password-stdin", "--json"], input=text + "\n")
+
+    assert as_json(password("larm-1", "tre ord och en till")) == {
+        "name": "larm-1", "password_set": True}
+    store = CentralStore.open(database_url)
+    try:
+        signed_in = check_password(store, "larm-1", "tre ord och en till")
+        assert signed_in is not None and signed_in.role == "alarm_admin"
+        assert check_password(store, "larm-1", "fel lösenord här") is None
+    finally:
+        store.close()
+    short = password("larm-1", "kort")
+    assert short.exit_code == EXIT_DATA and "at least 12 characters" in short.output
+    device = password("agent-1", "tre ord och en till")
+    assert device.exit_code == EXIT_DATA and "Traceback" not in device.output
+    nobody = password("nobody", "tre ord och en till")
+    assert nobody.exit_code == EXIT_DATA and "nobody" in nobody.output
