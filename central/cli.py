@@ -34,6 +34,7 @@ from central.cli_base import (
     LOOPBACK,
     REFERENCE_LIST_PAGE,
     CliError,
+    _day,
     _debug,
     _when,
     emit_json,
@@ -393,15 +394,6 @@ def reference_list(ctx: click.Context, since: int, as_json: bool) -> None:
 
 
 # --- visits and events ---------------------------------------------------------------------
-
-
-def _day(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value is None or value == "today":
-        return value
-    try:
-        return date.fromisoformat(value).isoformat()
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not YYYY-MM-DD or 'today'") from None
 
 
 def _local_day(store: CentralStore, day: str | None) -> date | None:
