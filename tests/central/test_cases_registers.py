@@ -241,6 +241,6 @@ def test_migration_0002_goes_down_and_up_again(database_url: str) -> None:
             else:
                 assert {"case_steps", "binder_jobs", "key_sets"} <= tables and "unit" in columns
         with engine.connect() as conn:
-            assert db.current_revision(conn) == db.head_revision() == "0006"
+            assert db.current_revision(conn) == db.head_revision() == "0007"
     finally:
         engine.dispose()

@@ -374,14 +374,16 @@ def test_type4_muted_mid_read_has_no_ndef(server: UdpTagServer) -> None:
 
 def test_tag_presented_briefly_is_detected_then_released(server: UdpTagServer) -> None:
     presented_at = time.monotonic()
-    server.present(ntag("NTAG213"), seconds=0.5)
+    # Brief, but long enough for a whole read on a loaded machine: at 0.5 s the tag
+    # sometimes left mid-read and nfcpy decoded a torn NDEF message.
+    server.present(ntag("NTAG213"), seconds=1.5)
 
     reading = connect_once(server, read_all, wait_for_release=True)
 
     assert reading.values["product"] == "NXP NTAG213"
     assert reading.connected_at is not None and reading.released_at is not None
-    assert reading.connected_at - presented_at < 0.5
-    assert 0.4 < reading.released_at - presented_at < 2.0
+    assert reading.connected_at - presented_at < 1.5
+    assert 1.4 < reading.released_at - presented_at < 4.0
     assert server.activations >= 1
     assert not server.tag_present
 
