@@ -66,7 +66,7 @@ def create_code(store: CentralStore, name: str,
 
 def redeem(store: CentralStore, name: str, secret: str) -> str:
     """The device's new token for a valid code; :class:`EnrolmentRefused` otherwise."""
-    from central.store import TOKEN_BYTES, _token_hash
+    from central.store_devices import TOKEN_BYTES, token_hash
 
     refused = EnrolmentRefused(
         f"the enrolment code for {name!r} is not valid: already used, expired, replaced by a "
@@ -90,6 +90,6 @@ def redeem(store: CentralStore, name: str, secret: str) -> str:
         if used.rowcount != 1:  # redeemed by a concurrent request
             raise refused
         conn.execute(sa.update(db.devices).where(db.devices.c.name == name)
-                     .values(token_hash=_token_hash(token)))
+                     .values(token_hash=token_hash(token)))
     log.info("device %s enrolled with its code; a new token was issued", name)
     return token

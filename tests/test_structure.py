@@ -15,10 +15,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CENTRAL = ROOT / "central"
 MAX_LINES = 600
-# Modules still over the limit, with the size they may not grow past (a ratchet: lower it
-# as they shrink, drop the entry once under MAX_LINES). central.store's split into
-# mixins (devices, ingest, reference data) is under way, not landed.
-OVER_LIMIT = {"central.store": 1048}
+# Modules allowed over the limit, with the size they may not grow past (a ratchet: lower
+# it as they shrink, drop the entry once under MAX_LINES). None now.
+OVER_LIMIT: dict[str, int] = {}
 
 
 def module_name(path: Path) -> str:

@@ -3,7 +3,7 @@
 Agents learn a client's lock status, the NFC tags to accept and the locks bound to
 clients from the centre's reference data (``reference_items``, pulled by sync).
 The routine store writes those records here through the central store's own
-writer (:func:`central.store._put_reference`: versions under the counter's row
+writer (:func:`central.store.put_reference`: versions under the counter's row
 lock, unchanged records keep their version), so a step and what agents will see
 of it commit together or not at all. Every record is checked by the routine's one
 definition (:mod:`routine.reference`) before it is written.
@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from central import db
 from central.errors import ReferenceDataError
 from central.storable import bad_text
-from central.store import _Put, _put_reference
+from central.store_reference import Put, put_reference
 from routine import reference
 from sync.protocol import ReferenceKind
 
@@ -76,7 +76,7 @@ def put(conn: Connection, kind: str, data: dict[str, Any], now: datetime) -> Non
             kind, data, f"{kind} {data.get(reference.KEY_FIELDS[kind], '')}")
     except reference.ReferenceDataError as exc:
         raise ReferenceDataError(str(exc)) from None
-    _put_reference(conn, [_Put(ReferenceKind(kind), key, fields)], now)
+    put_reference(conn, [Put(ReferenceKind(kind), key, fields)], now)
 
 
 def set_lock_status(conn: Connection, client: str, status: str, now: datetime) -> None:
