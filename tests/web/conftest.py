@@ -41,11 +41,17 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 
 def _install_chromium() -> None:
-    command = ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"]
-    if os.geteuid() != 0 and shutil.which("sudo"):
-        command = ["sudo", "-n", *command]
-    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-        subprocess.run(command, check=False, timeout=600, capture_output=True)
+    """apt-get install; once more after ``apt-get update`` when the package lists are
+    stale (a fresh machine's lists may name versions the mirror no longer has)."""
+    sudo = ["sudo", "-n"] if os.geteuid() != 0 and shutil.which("sudo") else []
+    install = [*sudo, "apt-get", "install", "-y", "-q", "chromium", "chromium-driver"]
+    for before in ([], [*sudo, "apt-get", "update", "-q"]):
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            if before:
+                subprocess.run(before, check=False, timeout=600, capture_output=True)
+            subprocess.run(install, check=False, timeout=600, capture_output=True)
+        if CHROMIUM.exists():
+            return
 
 
 @pytest.fixture(scope="session")
