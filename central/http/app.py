@@ -66,8 +66,8 @@ def create_app(store: CentralStore, *, max_body_bytes: int = MAX_BODY_BYTES,
     app.include_router(routes_routine.router)
     app.include_router(routes_sun.router)
     app.include_router(routes_admin.operations)
-    install_web(app)  # the routine's pages for people (central.web)
     install_error_handlers(app)
+    install_web(app)  # the routine's pages for people (central.web); after the handlers
     app.add_middleware(BodyLimit, limit=max_body_bytes, now=store.now)
     app.add_middleware(ServerTimeHeader, now=store.now)
     return app

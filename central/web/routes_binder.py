@@ -22,7 +22,7 @@ from central.web.common import (
     routine_of,
 )
 from central.web.errors import STORE_ERRORS, Problem, explain, invalid
-from central.web.routes_cases import case_page
+from central.web.routes_cases import attempt_step, case_page
 from central.web.security import Post, Posted, SignedIn
 from central.web.sessions import Session
 from central.web.templating import render
@@ -84,8 +84,23 @@ def job_page(request: Request, session: SignedIn, job_id: Id) -> Response:
     return _job(request, session, job_id)
 
 
+@router.post("/parm/{job_id}/steg")
+def job_step(request: Request, posted: Post, job_id: Id) -> Response:
+    """A step taken on the job's page: a refusal is shown there, with what was filled in."""
+    try:
+        job = views_binder.job(routine_of(request), posted.session.principal, job_id)
+    except STORE_ERRORS as exc:
+        return render(request, "refused.html", posted.session, problem=_problem(request, exc))
+    problem, action, values = attempt_step(request, posted, job.case_id)
+    if problem is not None:
+        return _job(request, posted.session, job_id, problem=problem, tried=action,
+                    step_values=values)
+    return redirect(f"/parm/{job_id}", "steg")
+
+
 def _job(request: Request, session: Session, job_id: int, *, problem: Problem | None = None,
-         values: dict[str, Any] | None = None) -> Response:
+         values: dict[str, Any] | None = None, tried: str = "",
+         step_values: dict[str, Any] | None = None) -> Response:
     routine, me = routine_of(request), session.principal
     try:
         job = views_binder.job(routine, me, job_id)
@@ -96,6 +111,7 @@ def _job(request: Request, session: Session, job_id: int, *, problem: Problem | 
     fitters = [me.name] if me.role == "fitter" else views_cases.fitters(routine)
     refused = [c for c in sent or () if c.outcome != "applied"]
     return case_page(request, session, job.case_id, problem=problem, template="job.html",
+                     tried=tried, values=step_values,
                      the_job=job, door=door, refused=refused, fitters=fitters,
                      booking_values=values or _defaults(request, session),
                      back=f"/parm/{job_id}")

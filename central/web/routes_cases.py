@@ -3,7 +3,6 @@ with its audit trail and one form per step the signed-in role may take now."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -14,7 +13,7 @@ from central.cases.values import Case
 from central.web import labels, views_binder, views_cases, views_keys, views_reports
 from central.web.common import MAX_ID, redirect, routine_of
 from central.web.errors import STORE_ERRORS, Problem, explain, invalid
-from central.web.security import Post, SignedIn
+from central.web.security import Post, Posted, SignedIn
 from central.web.sessions import Session
 from central.web.templating import render
 from routine import texts
@@ -154,8 +153,10 @@ def step_forms(me: access.Actor, case: Case) -> list[dict[str, Any]]:
     return forms
 
 
-@router.post("/arenden/{case_id}/steg")
-def take_step(request: Request, posted: Post, case_id: Id) -> Response:
+def attempt_step(request: Request, posted: Posted, case_id: int,
+                 ) -> tuple[Problem | None, str, dict[str, Any]]:
+    """Take the posted step on the case: (the refusal or None, the action, the form's
+    values to show again with a refusal)."""
     routine, me = routine_of(request), posted.session.principal
     action, answer = posted.get("atgard"), posted.get("svar") or None
     note, ticked = posted.get("anteckning"), posted.all("kontroll")
@@ -163,11 +164,17 @@ def take_step(request: Request, posted: Post, case_id: Id) -> Response:
     try:
         views_cases.act(routine, me, case_id, action, answer, note=note, checks=ticked)
     except STORE_ERRORS as exc:
-        return case_page(request, posted.session, case_id, problem=_problem(request, exc),
-                         tried=action, values=values)
-    back = posted.get("tillbaka")
-    return redirect(back if re.fullmatch(r"/parm/[0-9]{1,19}", back) else
-                    f"/arenden/{case_id}", "steg")
+        return _problem(request, exc), action, values
+    return None, action, values
 
 
-__all__ = ["ASSESSED", "case_page", "router"]
+@router.post("/arenden/{case_id}/steg")
+def take_step(request: Request, posted: Post, case_id: Id) -> Response:
+    problem, action, values = attempt_step(request, posted, case_id)
+    if problem is not None:
+        return case_page(request, posted.session, case_id, problem=problem, tried=action,
+                         values=values)
+    return redirect(f"/arenden/{case_id}", "steg")
+
+
+__all__ = ["ASSESSED", "attempt_step", "case_page", "router"]
