@@ -18,6 +18,7 @@ from central.web import (
     routes_auth,
     routes_binder,
     routes_cases,
+    routes_implementations,
     routes_keys,
     routes_reports,
     security,
@@ -36,7 +37,8 @@ def install(app: FastAPI) -> None:
 
     Install after the API's error handlers: the page answer wraps theirs.
     """
-    for module in (routes_auth, routes_cases, routes_binder, routes_keys, routes_reports):
+    for module in (routes_auth, routes_cases, routes_binder, routes_keys, routes_reports,
+                   routes_implementations):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="web-static")
     app.add_exception_handler(SignInNeeded, _sign_in)

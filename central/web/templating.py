@@ -99,5 +99,7 @@ MESSAGES = {
     "lager": "NFC-etiketterna är tillagda i lagret.",
     "etikett": "NFC-etiketten är utlämnad.",
     "nedtagen": "NFC-etiketten är registrerad som nedtagen.",
+    "verkstalld": "Verkställigheten är registrerad.",
+    "avslutad": "Verkställigheten är avslutad.",
     "utloggad": "Du är utloggad.",
 }

@@ -6,11 +6,12 @@ Every call passes the signed-in principal as ``actor``; the services check acces
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import date
 
 from central.cases import access
 from central.cases.errors import AccessDenied
 from central.cases.store import RoutineStore
-from central.cases.values import Case, CaseStep, DocumentationText, Job
+from central.cases.values import Case, CaseStep, DocumentationText, Implementation, Job
 from routine.flows import Action, Flow, Role
 
 
@@ -69,3 +70,19 @@ def fitters(routine: RoutineStore) -> list[str]:
     return sorted(d.name for d in routine.central.list_devices()
                   if d.role == Role.FITTER and d.unit == routine.units.alarm_group
                   and not d.revoked)
+
+
+def implementations(routine: RoutineStore, actor: access.Actor,
+                    client: str) -> list[Implementation]:
+    """The client's implementations, running and ended, oldest first."""
+    return routine.implementations.of_client(client, actor=actor)
+
+
+def start_implementation(routine: RoutineStore, actor: access.Actor, client: str, kind: str,
+                         unit: str, started_on: date) -> Implementation:
+    return routine.implementations.start(client, kind, unit, started_on, actor)
+
+
+def end_implementation(routine: RoutineStore, actor: access.Actor, client: str, kind: str,
+                       ended_on: date) -> Implementation:
+    return routine.implementations.end(client, kind, ended_on, actor)

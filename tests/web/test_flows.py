@@ -40,7 +40,6 @@ def test_2a_installation_in_the_browser(site: Site) -> None:
     client = "K-WEB-1"
     w = site.world
     w.client(client)
-    w.services(client, HOME)
 
     # 2a.1-2a.2: the assessor opens the case and sends the order.
     assessor = site.as_("handlaggare-1")
@@ -65,6 +64,15 @@ def test_2a_installation_in_the_browser(site: Site) -> None:
     expect(provider.locator("#text-overens")).to_have_value(texts.AGREED_WITH_ASSESSOR)
     shot(provider, "start-hemtjanstutforare")
     provider.get_by_role("link", name=f"Ärende {case_id}").click()
+    # the provider's home care for the client is recorded as running (verkställighet)
+    provider.get_by_role("link", name=f"Insatser som verkställs hos brukare {client}").click()
+    provider.get_by_label("Insats", exact=True).select_option("home_care")
+    expect(provider.get_by_label("Enhet som verkställer")).to_have_value(NORD)
+    provider.get_by_label("Från och med (dag)").fill("2026-11-30")
+    provider.get_by_role("button", name="Registrera verkställighet").click()
+    expect(provider.get_by_text("Verkställigheten är registrerad.")).to_be_visible()
+    expect(provider.locator("table")).to_contain_text(f"Hemtjänst{NORD}2026-11-30")
+    provider.goto(f"/arenden/{case_id}")
     for action in ("lock_already_installed", "code_lock", "home_care_only_opens_door",
                    "client_refuses"):
         step(provider, action, "Nej")

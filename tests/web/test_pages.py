@@ -61,3 +61,36 @@ def test_a_step_refused_on_the_job_page_is_shown_there_with_what_was_filled_in(
     expect(fitter.get_by_text("Steget är registrerat i ärendet.")).to_be_visible()
     assert fitter.url.endswith(f"/parm/{job_id}?klart=steg"), fitter.url
     assert w.rs.binder.job(job_id, actor=w.admin).done_at is not None
+
+
+def test_implementations_are_started_and_ended_by_their_role_with_refusals_shown(
+        site: Site) -> None:
+    w = site.world
+    w.client("K-INSATS")
+    provider = site.as_("utforare-nord")
+    provider.goto("/verkstallighet/K-INSATS")
+    expect(provider.get_by_text("Inga insatser registrerade för brukaren.")).to_be_visible()
+    # a provider starts only home care (the alarms are the alarm group's)
+    options = provider.get_by_label("Insats", exact=True).locator("option").all_inner_texts()
+    assert options == ["Hemtjänst"], options
+    provider.get_by_label("Från och med (dag)").fill("2026-11-30")
+    provider.get_by_role("button", name="Registrera verkställighet").click()
+    expect(provider.get_by_text("Verkställigheten är registrerad.")).to_be_visible()
+    # a second running home care is refused, on the page, nothing changed
+    provider.get_by_label("Från och med (dag)").fill("2026-12-01")
+    provider.get_by_role("button", name="Registrera verkställighet").click()
+    expect(provider.get_by_role("alert")).to_contain_text(
+        "Verkställigheten stämmer inte med det som redan är registrerat.")
+    assert len(w.rs.implementations.of_client("K-INSATS", actor=w.admin)) == 1
+    # ended on a day, shown as ended
+    provider.get_by_label("Sista dag för hemtjänst (hemtjanst-nord)").fill("2026-12-04")
+    provider.get_by_role("button", name="Avsluta hemtjänst").click()
+    expect(provider.get_by_text("Verkställigheten är avslutad.")).to_be_visible()
+    expect(provider.locator("table")).to_contain_text("2026-12-04 (utforare-nord)")
+    [ended] = w.rs.implementations.of_client("K-INSATS", actor=w.admin)
+    assert str(ended.ended_on) == "2026-12-04"
+    # a fitter sees the client's implementations but has nothing to start or end
+    fitter = site.as_("montor-1")
+    fitter.goto("/verkstallighet/K-INSATS")
+    expect(fitter.locator("table")).to_contain_text("Hemtjänst")
+    assert fitter.get_by_role("button", name="Registrera verkställighet").count() == 0
