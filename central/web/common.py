@@ -9,6 +9,7 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse
 
 from central.cases.store import RoutineStore
+from central.web.errors import Problem, explain
 from central.web.templating import SECURITY_HEADERS
 
 MAX_ID = 2**63 - 1
@@ -51,3 +52,8 @@ def parse_time(value: str | None) -> time | None:
 def local_datetime(routine: RoutineStore, day: date, at: time) -> datetime:
     """A local wall-clock time of the centre's day zone, as an aware datetime."""
     return datetime.combine(day, at, routine.central.day_zone)
+
+
+def problem_of(request: Request, exc: BaseException) -> Problem:
+    """What the store refused, said for the page (times in the centre's day zone)."""
+    return explain(exc, routine_of(request).central.day_zone)

@@ -18,10 +18,11 @@ from central.web.common import (
     parse_day,
     parse_int,
     parse_time,
+    problem_of,
     redirect,
     routine_of,
 )
-from central.web.errors import STORE_ERRORS, Problem, explain, invalid
+from central.web.errors import STORE_ERRORS, Problem, invalid
 from central.web.routes_cases import attempt_step, case_page
 from central.web.security import Post, Posted, SignedIn
 from central.web.sessions import Session
@@ -30,10 +31,6 @@ from central.web.templating import render
 router = APIRouter(include_in_schema=False)
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 WEEK = re.compile(r"([0-9]{4})-W([0-9]{2})")
-
-
-def _problem(request: Request, exc: BaseException) -> Problem:
-    return explain(exc, routine_of(request).central.day_zone)
 
 
 # --- the inbox ---------------------------------------------------------------------------
@@ -51,7 +48,7 @@ def _inbox(request: Request, session: Session, everything: bool = False,
         messages = views_binder.inbox(routine_of(request), session.principal,
                                       include_handled=everything)
     except STORE_ERRORS as exc:
-        return render(request, "refused.html", session, problem=_problem(request, exc))
+        return render(request, "refused.html", session, problem=problem_of(request, exc))
     return render(request, "inbox.html", session, problem=problem, messages=messages,
                   everything=everything)
 
@@ -61,7 +58,7 @@ def handled(request: Request, posted: Post, message_id: Id) -> Response:
     try:
         views_binder.handle(routine_of(request), posted.session.principal, message_id)
     except STORE_ERRORS as exc:
-        return _inbox(request, posted.session, problem=_problem(request, exc))
+        return _inbox(request, posted.session, problem=problem_of(request, exc))
     return redirect("/inkorg", "hanterat")
 
 
@@ -75,7 +72,7 @@ def binder(request: Request, session: SignedIn,
         jobs = views_binder.binder(routine_of(request), session.principal,
                                    open_only=visa != "alla")
     except STORE_ERRORS as exc:
-        return render(request, "refused.html", session, problem=_problem(request, exc))
+        return render(request, "refused.html", session, problem=problem_of(request, exc))
     return render(request, "binder.html", session, jobs=jobs, everything=visa == "alla")
 
 
@@ -90,7 +87,7 @@ def job_step(request: Request, posted: Post, job_id: Id) -> Response:
     try:
         job = views_binder.job(routine_of(request), posted.session.principal, job_id)
     except STORE_ERRORS as exc:
-        return render(request, "refused.html", posted.session, problem=_problem(request, exc))
+        return render(request, "refused.html", posted.session, problem=problem_of(request, exc))
     problem, action, values = attempt_step(request, posted, job.case_id)
     if problem is not None:
         return _job(request, posted.session, job_id, problem=problem, tried=action,
@@ -107,7 +104,7 @@ def _job(request: Request, session: Session, job_id: int, *, problem: Problem | 
         door = views_binder.at_the_door(routine, me, job)
         sent = views_binder.checkpoints(routine, me, job_id)
     except STORE_ERRORS as exc:
-        return render(request, "refused.html", session, problem=_problem(request, exc))
+        return render(request, "refused.html", session, problem=problem_of(request, exc))
     fitters = [me.name] if me.role == "fitter" else views_cases.fitters(routine)
     refused = [c for c in sent or () if c.outcome != "applied"]
     return case_page(request, session, job.case_id, problem=problem, template="job.html",
@@ -146,7 +143,7 @@ def _book(request: Request, posted: Posted, job_id: int | None,
                                  local_datetime(routine, day, start),
                                  local_datetime(routine, day, end), values["anteckning"])
     except STORE_ERRORS as exc:
-        return _problem(request, exc)
+        return problem_of(request, exc)
 
 
 @router.post("/parm/{job_id}/bokning")
@@ -196,7 +193,7 @@ def _schedule(request: Request, session: Session, vecka: str | None, *,
         bookings = views_binder.week(routine, me, monday)
         jobs = views_binder.binder(routine, me)
     except STORE_ERRORS as exc:
-        return render(request, "refused.html", session, problem=_problem(request, exc))
+        return render(request, "refused.html", session, problem=problem_of(request, exc))
     days = [monday + timedelta(days=i) for i in range(7)]
     by_day = {d: [b for b in bookings if b.start.astimezone(zone).date() <= d
                   <= b.end.astimezone(zone).date()] for d in days}

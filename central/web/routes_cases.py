@@ -11,8 +11,8 @@ from fastapi.responses import Response
 from central.cases import access, facts
 from central.cases.values import Case
 from central.web import labels, views_binder, views_cases, views_keys, views_reports
-from central.web.common import MAX_ID, redirect, routine_of
-from central.web.errors import STORE_ERRORS, Problem, explain, invalid
+from central.web.common import MAX_ID, problem_of, redirect, routine_of
+from central.web.errors import STORE_ERRORS, Problem, invalid
 from central.web.security import Post, Posted, SignedIn
 from central.web.sessions import Session
 from central.web.templating import render
@@ -23,10 +23,6 @@ router = APIRouter(include_in_schema=False)
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 Short = Annotated[str | None, Query(max_length=128)]
 ASSESSED = (Flow.INSTALL_ASSESSED.value, Flow.REMOVE_ASSESSED.value)
-
-
-def _problem(request: Request, exc: BaseException) -> Problem:
-    return explain(exc, routine_of(request).central.day_zone)
 
 
 # --- the start page ----------------------------------------------------------------------
@@ -61,7 +57,7 @@ def _start(request: Request, session: Session, *, problem: Problem | None = None
             context["alerts"] = views_reports.alerts(routine, me)
             context["clients"] = views_keys.clients(routine, me)
     except STORE_ERRORS as exc:
-        problem = problem or _problem(request, exc)
+        problem = problem or problem_of(request, exc)
     return render(request, "start.html", session, problem=problem, **context)
 
 
@@ -84,7 +80,7 @@ def case_list(request: Request, session: SignedIn, flode: Short = None, brukare:
         found = views_cases.cases(routine, me, flow=flow, client=brukare or None,
                                   open_only=visa != "alla")
     except STORE_ERRORS as exc:
-        problem = _problem(request, exc)
+        problem = problem_of(request, exc)
     return render(request, "cases.html", session, problem=problem, cases=found,
                   flows=[f.value for f in Flow], flode=flow or "", brukare=brukare or "",
                   visa=visa or "")
@@ -106,7 +102,7 @@ def open_case(request: Request, posted: Post) -> Response:
                                      provider_unit=values["utforare"] or None,
                                      note=values["anteckning"] or None)
     except STORE_ERRORS as exc:
-        return _start(request, posted.session, values=values, problem=_problem(request, exc))
+        return _start(request, posted.session, values=values, problem=problem_of(request, exc))
     return redirect(f"/arenden/{case.id}", "oppnat")
 
 
@@ -126,7 +122,7 @@ def case_page(request: Request, session: Session, case_id: int, *,
         documentation = [d for d in views_cases.documentation(routine, me, case.client_ref)
                          if d.case_id == case.id]
     except STORE_ERRORS as exc:
-        return render(request, "refused.html", session, problem=_problem(request, exc))
+        return render(request, "refused.html", session, problem=problem_of(request, exc))
     return render(request, template, session, problem=problem, case=case,
                   documentation=documentation, forms=step_forms(me, case),
                   job=views_cases.job_of(routine, me, case.id),
@@ -164,7 +160,7 @@ def attempt_step(request: Request, posted: Posted, case_id: int,
     try:
         views_cases.act(routine, me, case_id, action, answer, note=note, checks=ticked)
     except STORE_ERRORS as exc:
-        return _problem(request, exc), action, values
+        return problem_of(request, exc), action, values
     return None, action, values
 
 

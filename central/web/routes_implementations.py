@@ -13,8 +13,8 @@ from fastapi.responses import Response
 from central.cases import access
 from central.cases.values import ImplementationKind
 from central.web import views_cases
-from central.web.common import parse_day, redirect, routine_of
-from central.web.errors import STORE_ERRORS, Problem, explain, invalid
+from central.web.common import parse_day, problem_of, redirect, routine_of
+from central.web.errors import STORE_ERRORS, Problem, invalid
 from central.web.security import Post, SignedIn
 from central.web.sessions import Session
 from central.web.templating import render
@@ -45,7 +45,7 @@ def _page(request: Request, session: Session, client: str, *,
         found = views_cases.implementations(routine, me, client)
     except STORE_ERRORS as exc:
         return render(request, "refused.html", session,
-                      problem=explain(exc, routine.central.day_zone))
+                      problem=problem_of(request, exc))
     today = routine.central.today().isoformat()
     defaults = {"insats": "", "enhet": me.unit or "", "fran": today, "till": today}
     return render(request, "implementations.html", session, problem=problem, client=client,
@@ -68,7 +68,7 @@ def start(request: Request, posted: Post, client: Client) -> Response:
                                          client, kind, values["enhet"], day)
     except STORE_ERRORS as exc:
         return _page(request, posted.session, client, values=values,
-                     problem=explain(exc, routine_of(request).central.day_zone))
+                     problem=problem_of(request, exc))
     return redirect(_url(client), "verkstalld")
 
 
@@ -88,5 +88,5 @@ def end(request: Request, posted: Post, client: Client) -> Response:
                                        client, kind, day)
     except STORE_ERRORS as exc:
         return _page(request, posted.session, client, values=values,
-                     problem=explain(exc, routine_of(request).central.day_zone))
+                     problem=problem_of(request, exc))
     return redirect(_url(client), "avslutad")

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from central.web import views_cases, views_keys
-from central.web.common import MAX_ID, parse_int, redirect, routine_of
-from central.web.errors import STORE_ERRORS, Problem, explain, invalid
+from central.web.common import MAX_ID, parse_int, problem_of, redirect, routine_of
+from central.web.errors import STORE_ERRORS, Problem, invalid
 from central.web.security import Post, SignedIn
 from central.web.sessions import Session
 from central.web.templating import render
@@ -22,10 +22,6 @@ router = APIRouter(include_in_schema=False)
 Client = Annotated[str, Path(min_length=1, max_length=128)]
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 UNITS = [u.value for u in KeyUnit]
-
-
-def _problem(request: Request, exc: BaseException) -> Problem:
-    return explain(exc, routine_of(request).central.day_zone)
 
 
 def _client_url(client: str) -> str:
@@ -40,7 +36,7 @@ def clients(request: Request, session: SignedIn,
     try:
         found = views_keys.clients(routine_of(request), session.principal)
     except STORE_ERRORS as exc:
-        return render(request, "refused.html", session, problem=_problem(request, exc))
+        return render(request, "refused.html", session, problem=problem_of(request, exc))
     return render(request, "keys_clients.html", session, clients=found)
 
 
@@ -56,7 +52,7 @@ def _client(request: Request, session: Session, client: str, *,
         keys = views_keys.keys(routine, me, client)
         receipts = views_keys.receipts(routine, me, client)
     except STORE_ERRORS as exc:
-        return render(request, "refused.html", session, problem=_problem(request, exc))
+        return render(request, "refused.html", session, problem=problem_of(request, exc))
     return render(request, "keys.html", session, problem=problem, client=client, keys=keys,
                   receipts=receipts, units=UNITS, values=values or {},
                   client_url=_client_url(client))
@@ -73,7 +69,7 @@ def register(request: Request, posted: Post, client: Client) -> Response:
                             values["enhet"], values["nyckelnummer"], values["innehavare"])
     except STORE_ERRORS as exc:
         return _client(request, posted.session, client, values=values,
-                       problem=_problem(request, exc))
+                       problem=problem_of(request, exc))
     return redirect(_client_url(client), "nyckel")
 
 
@@ -93,7 +89,7 @@ def return_keys(request: Request, posted: Post, client: Client) -> Response:
                                          client, values["retur_enhet"], values["signatur"])
     except STORE_ERRORS as exc:
         return _client(request, posted.session, client, values=values,
-                       problem=_problem(request, exc))
+                       problem=problem_of(request, exc))
     return redirect(f"{_client_url(client)}/kvitto/{receipt.id}")
 
 
@@ -103,7 +99,7 @@ def receipt(request: Request, session: SignedIn, client: Client, receipt_id: Id)
         found = [r for r in views_keys.receipts(routine_of(request), session.principal, client)
                  if r.id == receipt_id]
     except STORE_ERRORS as exc:
-        return render(request, "refused.html", session, problem=_problem(request, exc))
+        return render(request, "refused.html", session, problem=problem_of(request, exc))
     if not found:
         return render(request, "refused.html", session,
                       problem=Problem("Det finns ingen sådan nyckelkvittens för brukaren.", 404))
@@ -129,7 +125,7 @@ def _tags(request: Request, session: Session, *, problem: Problem | None = None,
         found = [t for t in views_keys.tags(routine, me)
                  if me.role != "provider" or t.provider_unit == me.unit]
     except STORE_ERRORS as exc:
-        return render(request, "refused.html", session, problem=_problem(request, exc))
+        return render(request, "refused.html", session, problem=problem_of(request, exc))
     due = [t for t in found if t.state is TagState.DUE_DOWN]
     return render(request, "tags.html", session, problem=problem, stock=stock, due=due,
                   tags=found, values=values or {})
@@ -146,7 +142,7 @@ def add_stock(request: Request, posted: Post) -> Response:
     try:
         views_keys.add_stock(routine_of(request), me, me.unit or "", count)
     except STORE_ERRORS as exc:
-        return _tags(request, posted.session, values=values, problem=_problem(request, exc))
+        return _tags(request, posted.session, values=values, problem=problem_of(request, exc))
     return redirect("/etiketter", "lager")
 
 
@@ -158,7 +154,7 @@ def issue(request: Request, posted: Post) -> Response:
         views_keys.issue_tag(routine_of(request), me, values["uid"], values["brukare"],
                              me.unit or "")
     except STORE_ERRORS as exc:
-        return _tags(request, posted.session, values=values, problem=_problem(request, exc))
+        return _tags(request, posted.session, values=values, problem=problem_of(request, exc))
     return redirect("/etiketter", "etikett")
 
 
@@ -168,5 +164,5 @@ def taken_down(request: Request, posted: Post,
     try:
         views_keys.taken_down(routine_of(request), posted.session.principal, uid)
     except STORE_ERRORS as exc:
-        return _tags(request, posted.session, problem=_problem(request, exc))
+        return _tags(request, posted.session, problem=problem_of(request, exc))
     return redirect("/etiketter", "nedtagen")

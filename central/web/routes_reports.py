@@ -16,8 +16,8 @@ from fastapi.responses import Response
 from central.cases.reports import PendingInstall, Removal, VisitMethods
 from central.cases.store import RoutineStore
 from central.web import labels, views_reports
-from central.web.common import parse_day, routine_of
-from central.web.errors import STORE_ERRORS, Problem, explain
+from central.web.common import parse_day, problem_of, routine_of
+from central.web.errors import STORE_ERRORS, Problem
 from central.web.security import SignedIn
 from central.web.templating import SECURITY_HEADERS, local, render
 
@@ -25,16 +25,12 @@ router = APIRouter(include_in_schema=False)
 DayText = Annotated[str | None, Query(max_length=10)]
 
 
-def _problem(request: Request, exc: BaseException) -> Problem:
-    return explain(exc, routine_of(request).central.day_zone)
-
-
 @router.get("/larm")
 def alerts(request: Request, session: SignedIn) -> Response:
     try:
         found = views_reports.alerts(routine_of(request), session.principal)
     except STORE_ERRORS as exc:
-        return render(request, "refused.html", session, problem=_problem(request, exc))
+        return render(request, "refused.html", session, problem=problem_of(request, exc))
     return render(request, "alerts.html", session, alerts=found)
 
 
@@ -46,7 +42,7 @@ def reports(request: Request, session: SignedIn, fran: DayText = None,
     try:
         tables = {name: rows(routine, me, start, end) for name, (_, rows) in REPORTS.items()}
     except STORE_ERRORS as exc:
-        return render(request, "refused.html", session, problem=_problem(request, exc))
+        return render(request, "refused.html", session, problem=problem_of(request, exc))
     query = "&".join(f"{k}={v.isoformat()}" for k, v in (("fran", start), ("till", end)) if v)
     return render(request, "reports.html", session, tables=tables, titles=TITLES,
                   headers={name: header for name, (header, _) in REPORTS.items()},
@@ -65,7 +61,7 @@ def report_csv(request: Request, session: SignedIn, name: str, fran: DayText = N
         header, rows = REPORTS[name][0], REPORTS[name][1](
             routine, session.principal, parse_day(fran), parse_day(till))
     except STORE_ERRORS as exc:
-        return render(request, "refused.html", session, problem=_problem(request, exc))
+        return render(request, "refused.html", session, problem=problem_of(request, exc))
     out = io.StringIO()
     writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
     writer.writerow(header)
